@@ -1,0 +1,1 @@
+"""Ecosystem adapters (timm, MMDetection, torchreid) over pdarts_wild networks."""

@@ -1,0 +1,1 @@
+"""pdarts-wild: differentiable architecture search on today's PyTorch."""

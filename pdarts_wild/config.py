@@ -1,0 +1,127 @@
+"""Search settings: one flat dataclass, filled from the paper's defaults, a preset, then explicit values."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .spaces import get_space
+from .strategies import get_strategy
+
+PRESETS = ("paper", "quick", "tiny")
+PER_STAGE = ("layers", "epochs", "arch_frozen_epochs", "skip_dropout")
+
+
+class ConfigError(ValueError):
+    """Settings that cannot work together; the message says which and why."""
+
+
+@dataclass
+class SearchConfig:
+    """Every setting of a search. Per-stage lists hold one value per stage (a single value applies to all)."""
+
+    algorithm: str = "pdarts"
+    space: str = "darts"
+    dataset: str = "cifar10"
+    data: str = "data"
+    seed: int = 2
+    preset: str = "paper"
+    # supernet
+    channels: int = 16
+    layers: list[int] = field(default_factory=lambda: [5, 11, 17])
+    steps: int = 4
+    # stages
+    epochs: list[int] = field(default_factory=lambda: [25])
+    arch_frozen_epochs: list[int] = field(default_factory=lambda: [10])
+    skip_dropout: list[float] = field(default_factory=lambda: [0.0, 0.4, 0.7])
+    keep_ops: list[int] = field(default_factory=lambda: [5, 3])
+    skip_limit: int | None = 2
+    # weights
+    batch_size: int = 96
+    lr: float = 0.025
+    lr_min: float = 0.0
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    # architecture
+    arch_lr: float = 6e-4
+    arch_betas: tuple[float, float] = (0.5, 0.999)
+    arch_weight_decay: float = 1e-3
+    arch_grad_clip: float = 5.0
+    unrolled: bool = False
+    # data
+    train_portion: float = 0.5
+    cutout: int = 0
+    train_limit: int | None = None
+    workers: int = 2
+    channels_last: bool = True
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "SearchConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+        config = cls(**values)
+        config.arch_betas = tuple(config.arch_betas)  # JSON gives a list
+        return config
+
+
+def resolve_config(algorithm: str, dataset: str, preset: str = "paper", **overrides: Any) -> SearchConfig:
+    """Paper defaults of ``algorithm`` (and ``dataset``), then ``preset``, then explicit ``overrides``."""
+    strategy = _checked_strategy(algorithm)
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    values: dict[str, Any] = {"algorithm": algorithm, "dataset": dataset, "preset": preset}
+    values.update(strategy.DEFAULTS)
+    values.update(getattr(strategy, "DATASET_DEFAULTS", {}).get(dataset, {}))
+    values.update(strategy.PRESETS.get(preset, {}))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    config = SearchConfig.from_dict(values)
+    validate(config)
+    return config
+
+
+def _checked_strategy(algorithm: str) -> Any:
+    try:
+        return get_strategy(algorithm)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def validate(config: SearchConfig) -> None:
+    """Broadcast single per-stage values and reject inconsistent settings."""
+    _checked_strategy(config.algorithm)
+    try:
+        get_space(config.space)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    stages = config.num_stages
+    for name in PER_STAGE[1:]:
+        value = getattr(config, name)
+        if len(value) == 1:
+            setattr(config, name, value * stages)
+        elif len(value) != stages:
+            raise ConfigError(f"--{name.replace('_', '-')} needs 1 or {stages} values (one per stage), got {len(value)}")
+    if len(config.keep_ops) != stages - 1:
+        raise ConfigError(f"--keep-ops needs {stages - 1} values (ops kept per edge after each stage but the last)")
+    if any(layers < 3 for layers in config.layers):
+        raise ConfigError("--layers: a supernet needs at least 3 cells (two of them reduction cells)")
+    for e, w in zip(config.epochs, config.arch_frozen_epochs):
+        if not 0 <= w < e:
+            raise ConfigError(f"--arch-frozen-epochs {w} leaves no epoch to train the architecture in a {e}-epoch stage")
+    if not all(0.0 <= p < 1.0 for p in config.skip_dropout):
+        raise ConfigError("--skip-dropout rates must lie in [0, 1)")
+    if config.channels < 2 or config.channels % 2:
+        raise ConfigError(f"--channels must be even and at least 2, got {config.channels}")
+    if not 0.0 < config.train_portion < 1.0:
+        raise ConfigError("--train-portion must lie strictly between 0 and 1")
+    if config.batch_size < 2:
+        raise ConfigError("--batch-size must be at least 2 (BatchNorm needs more than one sample)")

@@ -1,0 +1,149 @@
+"""Candidate operations of the DARTS family, built by name from one table.
+
+Module layouts (the ``op`` sequences, ``conv_1``/``conv_2``/``bn``) follow the authors' DARTS code so
+that their released weights map onto ours key by key.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+OpFactory = Callable[[int, int, bool], nn.Module]
+
+
+class Zero(nn.Module):
+    """The ``none`` op: zeros of the output shape (spatially halved when ``stride`` is 2)."""
+
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            return torch.zeros_like(x)
+        return torch.zeros_like(x[:, :, :: self.stride, :: self.stride])
+
+
+class ReLUConvBN(nn.Module):
+    """ReLU -> k x k conv -> BN: the 1x1 cell preprocessing."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, affine: bool = True) -> None:
+        super().__init__()
+        self.op = nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
+            nn.BatchNorm2d(c_out, affine=affine),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+def _relu_depthwise_pointwise_bn(
+    c_in: int, c_out: int, kernel: int, stride: int, padding: int, dilation: int, affine: bool
+) -> list[nn.Module]:
+    """One separable unit: ReLU -> depthwise k x k -> pointwise 1x1 -> BN."""
+    return [
+        nn.ReLU(inplace=False),
+        nn.Conv2d(c_in, c_in, kernel, stride=stride, padding=padding, dilation=dilation, groups=c_in, bias=False),
+        nn.Conv2d(c_in, c_out, 1, bias=False),
+        nn.BatchNorm2d(c_out, affine=affine),
+    ]
+
+
+class DilConv(nn.Module):
+    """Dilated separable conv: one separable unit with dilation (stride on the depthwise conv)."""
+
+    def __init__(
+        self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, dilation: int, affine: bool = True
+    ) -> None:
+        super().__init__()
+        self.op = nn.Sequential(*_relu_depthwise_pointwise_bn(c_in, c_out, kernel, stride, padding, dilation, affine))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class SepConv(nn.Module):
+    """Separable conv as in DARTS: the separable unit twice, the stride on the first one only."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, affine: bool = True) -> None:
+        super().__init__()
+        self.op = nn.Sequential(
+            *_relu_depthwise_pointwise_bn(c_in, c_in, kernel, stride, padding, 1, affine),
+            *_relu_depthwise_pointwise_bn(c_in, c_out, kernel, 1, padding, 1, affine),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class FactorizedReduce(nn.Module):
+    """Halve H and W with two offset 1x1 stride-2 convs whose outputs are concatenated (needs even H, W)."""
+
+    def __init__(self, c_in: int, c_out: int, affine: bool = True) -> None:
+        super().__init__()
+        if c_out % 2:
+            raise ValueError(f"FactorizedReduce needs an even number of output channels, got {c_out}")
+        self.relu = nn.ReLU(inplace=False)
+        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.bn = nn.BatchNorm2d(c_out, affine=affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(x)
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
+
+
+def conv_7x1_1x7(c: int, stride: int, affine: bool = True) -> nn.Sequential:
+    """ReLU -> 1x7 conv -> 7x1 conv -> BN (used by AmoebaNet's published reduction cell)."""
+    return nn.Sequential(
+        nn.ReLU(inplace=False),
+        nn.Conv2d(c, c, (1, 7), stride=(1, stride), padding=(0, 3), bias=False),
+        nn.Conv2d(c, c, (7, 1), stride=(stride, 1), padding=(3, 0), bias=False),
+        nn.BatchNorm2d(c, affine=affine),
+    )
+
+
+def _skip(c: int, stride: int, affine: bool) -> nn.Module:
+    return nn.Identity() if stride == 1 else FactorizedReduce(c, c, affine=affine)
+
+
+def _sep(kernel: int) -> OpFactory:
+    return lambda c, stride, affine: SepConv(c, c, kernel, stride, kernel // 2, affine=affine)
+
+
+def _dil(kernel: int) -> OpFactory:
+    return lambda c, stride, affine: DilConv(c, c, kernel, stride, kernel - 1, 2, affine=affine)
+
+
+OPS: dict[str, OpFactory] = {
+    "none": lambda c, stride, affine: Zero(stride),
+    "max_pool_3x3": lambda c, stride, affine: nn.MaxPool2d(3, stride=stride, padding=1),
+    "avg_pool_3x3": lambda c, stride, affine: nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False),
+    "skip_connect": _skip,
+    "sep_conv_3x3": _sep(3),
+    "sep_conv_5x5": _sep(5),
+    "sep_conv_7x7": _sep(7),
+    "dil_conv_3x3": _dil(3),
+    "dil_conv_5x5": _dil(5),
+    "conv_7x1_1x7": conv_7x1_1x7,
+}
+
+POOLING_OPS = frozenset({"max_pool_3x3", "avg_pool_3x3"})
+
+
+def build_op(name: str, channels: int, stride: int, affine: bool) -> nn.Module:
+    """Build the candidate op ``name`` for ``channels`` channels; ``KeyError`` names the known ops."""
+    try:
+        factory = OPS[name]
+    except KeyError:
+        raise KeyError(f"unknown operation {name!r}; known: {', '.join(OPS)}") from None
+    return factory(channels, stride, affine)
+
+
+def is_identity(op: nn.Module) -> bool:
+    """True for a stride-1 skip connection (drop-path and skip-dropout treat it specially)."""
+    return isinstance(op, nn.Identity)

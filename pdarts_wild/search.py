@@ -1,0 +1,395 @@
+"""The search loop: stages of epochs over the supernet, checkpoints, resume, DDP, logs and results."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from .architect import Architect
+from .config import SearchConfig
+from .data import build_search_dataset, split_indices
+from .genotype import genotype_record
+from .spaces import CELL_TYPES, Candidates, edge_inputs, get_space
+from .strategies import Derivation, StagePlan, Strategy, get_strategy
+from .supernet import Supernet
+
+log = logging.getLogger("pdarts_wild")
+
+CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.json"
+RESULT = "genotype.json"
+
+
+class SearchError(Exception):
+    """A problem with the run folder or environment; the message says how to fix it."""
+
+
+# ------------------------------------------------------------------------------------------ run folder
+
+
+def prepare_run_dir(out: Path, config: SearchConfig | None, resume: bool) -> SearchConfig:
+    """Check ``out`` for a new or resumed run and return the config to use; never touches earlier results."""
+    if (out / RESULT).exists():
+        raise SearchError(f"{out} already holds a finished search ({RESULT}); choose another --out")
+    if resume:
+        if not (out / CONFIG).exists():
+            raise SearchError(f"nothing to resume in {out} (no {CONFIG}); start a new search without --resume")
+        return SearchConfig.from_dict(json.loads((out / CONFIG).read_text()))
+    if (out / CONFIG).exists():
+        raise SearchError(f"{out} holds an unfinished search: add --resume to continue it, or choose another --out")
+    if out.exists() and any(out.iterdir()):
+        raise SearchError(f"{out} is not empty and holds no pdarts-wild search; choose another --out")
+    assert config is not None
+    return config
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """Write with torch.save to a temporary file, then rename: a kill never leaves a torn file."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+# -------------------------------------------------------------------------------------------- helpers
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> Distributed:
+    """Join the process group that ``torchrun`` describes in the environment (single process otherwise)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return Distributed()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Distributed(dist.get_rank(), world_size)
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """``cuda`` (the local rank's GPU under torchrun) when available, else ``cpu``; or the one named."""
+    if name is None:
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SearchError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu")
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return device
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _edge_name(e: int, steps: int) -> str:
+    node, j = edge_inputs(steps)[e]
+    source = ("c_k-2", "c_k-1")[j] if j < 2 else f"n{j - 2}"
+    return f"e{e:02d}_n{node}<-{source}"
+
+
+# --------------------------------------------------------------------------------------------- search
+
+
+class Search:
+    """One search run in ``out``: call :meth:`run` (again with the same folder to resume)."""
+
+    def __init__(self, config: SearchConfig, out: Path, device: torch.device, progress: bool | None = None) -> None:
+        self.config = config
+        self.out = out
+        self.device = device
+        self.progress = progress
+        self.ddp = init_distributed(device)
+        self.space = get_space(config.space)
+        self.strategy: Strategy = get_strategy(config.algorithm)(config)
+        self.plan = self.strategy.stages()
+        dataset, self.info = build_search_dataset(config.dataset, config.data, cutout=config.cutout,
+                                                  train_limit=config.train_limit)
+        weights_idx, arch_idx = split_indices(len(dataset), config.train_portion)
+        self.weight_data, self.arch_data = Subset(dataset, weights_idx), Subset(dataset, arch_idx)
+
+    # ----------------------------------------------------------------------------------------- state
+
+    def _fresh_state(self) -> dict[str, Any]:
+        return {"stage": 0, "epoch": 0, "step": 0, "candidates": self.space.initial_candidates(),
+                "stage_genotypes": [], "history": [], "last_alphas": None}
+
+    def _build(self, stage: StagePlan, candidates: Candidates) -> None:
+        c = self.config
+        model = Supernet(self.space, candidates, self.info.num_classes, c.channels, stage.layers,
+                         skip_dropout=stage.skip_dropout).to(self.device)
+        if c.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.forward: nn.Module = model
+        if self.ddp.world_size > 1:
+            self.forward = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.w_opt = torch.optim.SGD(model.weight_parameters(), c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        self.a_opt = torch.optim.Adam(model.arch_parameters(), c.arch_lr, betas=c.arch_betas,
+                                      weight_decay=c.arch_weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, stage.epochs, eta_min=c.lr_min)
+        self.architect = Architect(model, self.a_opt, unrolled=c.unrolled, grad_clip=c.arch_grad_clip,
+                                   forward=self.forward)
+
+    def _checkpoint(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Loop state and RNG; mid-stage also the supernet and optimizers (a new stage starts afresh)."""
+        ckpt = {**state, "rng": _rng_state()}
+        if state["epoch"] > 0:
+            ckpt.update(model=self.model.state_dict(), w_opt=self.w_opt.state_dict(), a_opt=self.a_opt.state_dict(),
+                        scheduler=self.scheduler.state_dict())
+        return ckpt
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.w_opt.load_state_dict(ckpt["w_opt"])
+        self.a_opt.load_state_dict(ckpt["a_opt"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        _set_rng_state(ckpt["rng"])
+
+    # ------------------------------------------------------------------------------------------- run
+
+    def run(self) -> Derivation:
+        """Run (or continue) every stage, then derive and write the genotype."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        from torch.utils.tensorboard import SummaryWriter
+
+        ckpt_path = self.out / CHECKPOINT
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path.exists() else None
+        if self.ddp.main:
+            (self.out / CONFIG).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+        torch.manual_seed(self.config.seed)
+        random.seed(self.config.seed)
+        state = self._fresh_state() if ckpt is None else {k: ckpt[k] for k in self._fresh_state()}
+        self.writer = SummaryWriter(self.out / "tb", purge_step=state["step"]) if self.ddp.main else None
+        with _log_to(self.out / "search.log", self.ddp.main), logging_redirect_tqdm([log]):
+            if ckpt is None:
+                log.info("search %s on %s in %s (config in %s)", self.config.algorithm, self.config.dataset, self.out, CONFIG)
+            else:
+                log.info("resuming %s at stage %d epoch %d", self.out, state["stage"] + 1, state["epoch"] + 1)
+            while state["stage"] < len(self.plan):
+                self._run_stage(state, ckpt)
+                ckpt = None
+            if ckpt is not None:  # killed after the last epoch, before the result was written
+                _set_rng_state(ckpt["rng"])
+            result = self._finish(state)
+        if self.writer is not None:
+            self.writer.close()
+        return result
+
+    def _run_stage(self, state: dict[str, Any], ckpt: dict[str, Any] | None) -> None:
+        stage = self.plan[state["stage"]]
+        at_boundary = ckpt is not None and "model" not in ckpt
+        if at_boundary:  # the next stage's supernet is built from the RNG state saved at the stage's end
+            _set_rng_state(ckpt["rng"])
+        self._build(stage, state["candidates"])
+        if ckpt is not None and not at_boundary:
+            self._restore(ckpt)
+        if state["epoch"] == 0:
+            log.info("stage %d/%d: %d cells, ops per edge %s", state["stage"] + 1, len(self.plan), stage.layers,
+                     sorted({len(ops) for cell in CELL_TYPES for ops in state["candidates"][cell]}))
+        while state["epoch"] < stage.epochs:
+            self._run_epoch(stage, state)
+            state["epoch"] += 1
+            if state["epoch"] == stage.epochs:
+                self._end_stage(stage, state)  # moves state to the next stage's epoch 0
+            if self.ddp.main:
+                atomic_save(self._checkpoint(state), self.out / CHECKPOINT)
+            if state["epoch"] == 0:
+                return
+
+    def _end_stage(self, stage: StagePlan, state: dict[str, Any]) -> None:
+        alphas = self.model.alpha_table()
+        state["stage_genotypes"].append(self.strategy.derive(alphas, state["candidates"]).genotype.to_string())
+        log.info("stage %d genotype: %s", state["stage"] + 1, state["stage_genotypes"][-1])
+        state["last_alphas"] = alphas
+        if stage.keep_ops is not None:
+            state["candidates"] = self.strategy.prune(state["candidates"], alphas, stage)
+        state["stage"] += 1
+        state["epoch"] = 0
+
+    # ----------------------------------------------------------------------------------------- epochs
+
+    def _loader(self, data: Subset, epoch_seed: int, offset: int) -> DataLoader:
+        sampler = DistributedSampler(data, self.ddp.world_size, self.ddp.rank, shuffle=True, seed=self.config.seed + offset)
+        sampler.set_epoch(epoch_seed)
+        return DataLoader(data, self.config.batch_size, sampler=sampler, num_workers=self.config.workers,
+                          pin_memory=self.device.type == "cuda", drop_last=len(data) >= 2 * self.config.batch_size)
+
+    def _batches(self, loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        memory_format = torch.channels_last if self.config.channels_last else torch.contiguous_format
+        while True:
+            for x, y in loader:
+                yield (x.to(self.device, non_blocking=True, memory_format=memory_format),
+                       y.to(self.device, non_blocking=True))
+
+    def _run_epoch(self, stage: StagePlan, state: dict[str, Any]) -> None:
+        c, s, e = self.config, state["stage"], state["epoch"]
+        global_epoch = sum(p.epochs for p in self.plan[:s]) + e
+        p_skip = self.strategy.skip_dropout(stage, e)
+        self.model.set_skip_dropout(p_skip)
+        lr = self.scheduler.get_last_lr()[0]
+        train_arch = e >= stage.arch_frozen_epochs
+        weight_loader = self._loader(self.weight_data, global_epoch, 0)
+        arch_batches = self._batches(self._loader(self.arch_data, global_epoch, 1))
+        self.forward.train()
+        totals = torch.zeros(4, dtype=torch.float64)  # loss sum, correct, samples, arch loss sum
+        start = time.perf_counter()
+        bar = tqdm(self._batches(weight_loader), total=len(weight_loader), leave=False, disable=self._no_bar(),
+                   desc=f"stage {s + 1}/{len(self.plan)} epoch {e + 1}/{stage.epochs}", unit="step")
+        for i, (x, y) in enumerate(bar):
+            if i == len(weight_loader):
+                break
+            arch_loss = self.architect.step((x, y), next(arch_batches), lr, self.w_opt) if train_arch else 0.0
+            self.w_opt.zero_grad(set_to_none=True)
+            logits = self.forward(x)
+            loss = F.cross_entropy(logits, y)
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.model.weight_parameters(), c.grad_clip)
+            self.w_opt.step()
+            n = y.numel()
+            totals += torch.tensor([loss.item() * n, (logits.argmax(1) == y).sum().item(), n, arch_loss * n],
+                                   dtype=torch.float64)
+            state["step"] += 1
+            bar.set_postfix(loss=f"{loss.item():.3f}", arch_loss=f"{arch_loss:.3f}" if train_arch else "frozen")
+            if self.writer is not None:
+                self.writer.add_scalar("train/loss_step", loss.item(), state["step"])
+        bar.close()
+        elapsed = time.perf_counter() - start
+        self.scheduler.step()
+        train_loss, train_acc, samples, arch_loss = self._reduce(totals)
+        valid_loss, valid_acc = self._validate()
+        record = {"stage": s + 1, "epoch": e + 1, "lr": lr, "skip_dropout": p_skip, "train_loss": train_loss,
+                  "train_acc": train_acc, "arch_loss": arch_loss if train_arch else None, "valid_loss": valid_loss,
+                  "valid_acc": valid_acc, "img_per_s": samples / elapsed}
+        if self.device.type == "cuda":
+            record["peak_mem_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
+        state["history"].append(record)
+        log.info("stage %d epoch %d/%d lr %.5f skip-drop %.3f | train loss %.4f acc %.2f%% | valid loss %.4f "
+                 "acc %.2f%% | %.0f img/s", s + 1, e + 1, stage.epochs, lr, p_skip, train_loss, 100 * train_acc,
+                 valid_loss, 100 * valid_acc, record["img_per_s"])
+        self._log_tensorboard(record, state["step"])
+
+    def _no_bar(self) -> bool | None:
+        if not self.ddp.main:
+            return True
+        return None if self.progress is None else not self.progress
+
+    def _reduce(self, totals: torch.Tensor) -> tuple[float, float, float, float]:
+        if self.ddp.world_size > 1:
+            totals = totals.to(self.device)
+            dist.all_reduce(totals)
+            totals = totals.cpu()
+        loss, correct, n, arch = totals.tolist()
+        return loss / n, correct / n, n, arch / n
+
+    @torch.no_grad()
+    def _validate(self) -> tuple[float, float]:
+        """Loss and accuracy on the architecture half (the search's validation set)."""
+        self.forward.eval()
+        loader = self._loader(self.arch_data, 0, 1)
+        totals = torch.zeros(4, dtype=torch.float64)
+        batches = self._batches(loader)
+        for _ in range(len(loader)):
+            x, y = next(batches)
+            logits = self.forward(x)
+            totals += torch.tensor([F.cross_entropy(logits, y, reduction="sum").item(),
+                                    (logits.argmax(1) == y).sum().item(), y.numel(), 0.0], dtype=torch.float64)
+        self.forward.train()
+        loss, acc, _, _ = self._reduce(totals)
+        return loss, acc
+
+    def _log_tensorboard(self, record: dict[str, Any], step: int) -> None:
+        if self.writer is None:
+            return
+        for key, value in record.items():
+            if value is not None and key not in ("stage", "epoch"):
+                self.writer.add_scalar(f"search/{key}", value, step)
+        for cell, edges in self.model.alpha_table().items():
+            for e, weights in enumerate(edges):
+                for op, w in weights.items():
+                    self.writer.add_scalar(f"alpha_{cell}/{_edge_name(e, self.space.steps)}/{op}", w, step)
+        self.writer.flush()
+
+    # ----------------------------------------------------------------------------------------- result
+
+    def _finish(self, state: dict[str, Any]) -> Derivation:
+        alphas = state["last_alphas"]
+        result = self.strategy.derive(alphas, state["candidates"])
+        if self.ddp.main:
+            self._write_result(result, alphas, state)
+        if self.ddp.world_size > 1:
+            dist.barrier()
+        return result
+
+    def _write_result(self, result: Derivation, alphas: dict[str, Any], state: dict[str, Any]) -> None:
+        from .viz import plot_alphas, plot_cells
+
+        c = self.config
+        record = genotype_record(result.genotype, c.space, algorithm=c.algorithm, dataset=c.dataset, seed=c.seed,
+                                 alphas=alphas, stage_genotypes=state["stage_genotypes"], **result.extras,
+                                 final_valid_acc=state["history"][-1]["valid_acc"])
+        (self.out / "genotype.txt").write_text(result.genotype.to_string() + "\n")
+        plot_cells(result.genotype, self.out)
+        plot_alphas(alphas, self.out / "alphas")
+        tmp = self.out / (RESULT + ".tmp")
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(tmp, self.out / RESULT)  # written last: its presence marks a finished run
+        log.info("genotype: %s", result.genotype.to_string())
+        log.info("wrote %s, genotype.txt, cell pictures and TensorBoard logs to %s", RESULT, self.out)
+
+
+class _log_to:
+    """Log INFO to ``path`` and stderr while active (main process only)."""
+
+    def __init__(self, path: Path, enabled: bool) -> None:
+        self.handlers: list[logging.Handler] = []
+        if enabled:
+            file_handler = logging.FileHandler(path)
+            file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+            console = logging.StreamHandler()
+            console.setFormatter(logging.Formatter("%(message)s"))
+            self.handlers = [file_handler, console]
+
+    def __enter__(self) -> None:
+        for handler in self.handlers:
+            log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+    def __exit__(self, *exc: object) -> None:
+        for handler in self.handlers:
+            log.removeHandler(handler)
+            handler.close()

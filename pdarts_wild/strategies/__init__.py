@@ -1,0 +1,19 @@
+"""Search algorithms as small strategies on the one supernet: stage plan, op pruning, derivation."""
+from __future__ import annotations
+
+from .base import Derivation, StagePlan, Strategy
+from .darts import DARTS
+from .pdarts import PDARTS
+
+STRATEGIES: dict[str, type[Strategy]] = {"darts": DARTS, "pdarts": PDARTS}
+
+
+def get_strategy(name: str) -> type[Strategy]:
+    """The strategy class called ``name``; ``ValueError`` lists the known ones."""
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise ValueError(f"unknown algorithm {name!r}; known: {', '.join(STRATEGIES)}") from None
+
+
+__all__ = ["STRATEGIES", "Derivation", "StagePlan", "Strategy", "get_strategy"]

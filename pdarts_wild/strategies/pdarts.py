@@ -1,0 +1,122 @@
+"""P-DARTS (Chen et al., ICCV 2019 / IJCV 2021): progressively deeper stages on a shrinking op set.
+
+Search-space approximation: after each stage every edge keeps only its strongest ops. Regularisation:
+dropout after skip-connects, decayed within each stage, and at most ``skip_limit`` skip-connects in
+the final normal cell.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Sequence
+
+from ..genotype import Genotype, Pair
+from ..spaces import CELL_TYPES, Candidates, edge_inputs, node_edges
+from .base import AlphaTable, Derivation, StagePlan, Strategy
+
+MAX_SKIPS = 8  # a 4-node cell has 8 edges
+
+
+class PDARTS(Strategy):
+    """P-DARTS as in the authors' code (first-order architecture steps, fresh supernet per stage)."""
+
+    name = "pdarts"
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        "layers": [5, 11, 17], "epochs": [25], "arch_frozen_epochs": [10], "skip_dropout": [0.0, 0.4, 0.7],
+        "keep_ops": [5, 3], "batch_size": 96, "lr_min": 0.0, "arch_lr": 6e-4, "arch_grad_clip": 5.0,
+    }
+    DATASET_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {"cifar100": {"skip_dropout": [0.1, 0.2, 0.3]}}
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "quick": {"channels": 8, "layers": [5, 8, 11], "epochs": [3], "arch_frozen_epochs": [1], "batch_size": 32,
+                  "workers": 0},
+        "tiny": {"channels": 4, "layers": [3, 4, 5], "epochs": [2], "arch_frozen_epochs": [1], "batch_size": 16,
+                 "train_limit": 64, "workers": 0},
+    }
+
+    def stages(self) -> list[StagePlan]:
+        c = self.config
+        keep = [*c.keep_ops, None]
+        return [StagePlan(c.layers[s], c.epochs[s], c.arch_frozen_epochs[s], c.skip_dropout[s], keep[s])
+                for s in range(len(c.layers))]
+
+    def skip_dropout(self, stage: StagePlan, epoch: int) -> float:
+        return skip_dropout_rate(stage.skip_dropout, epoch, stage.epochs, stage.arch_frozen_epochs)
+
+    def prune(self, candidates: Candidates, alphas: AlphaTable, stage: StagePlan) -> Candidates:
+        assert stage.keep_ops is not None
+        return {cell: [keep_strongest(edge, stage.keep_ops) for edge in alphas[cell]] for cell in CELL_TYPES}
+
+    def derive(self, alphas: AlphaTable, candidates: Candidates) -> Derivation:
+        steps = self.config.steps
+        reduce = final_cell(alphas["reduce"], steps)
+        by_limit = limit_skip_connects(alphas["normal"], steps)
+        unrestricted = final_cell(alphas["normal"], steps)
+        concat = tuple(range(2, steps + 2))
+        limit = self.config.skip_limit
+        normal = by_limit.get(limit, unrestricted) if limit is not None else unrestricted
+        extras = {
+            "skip_limit": limit,
+            "unrestricted": Genotype(unrestricted, concat, reduce, concat).to_string(),
+            "by_skip_limit": {str(m): Genotype(cell, concat, reduce, concat).to_string() for m, cell in by_limit.items()},
+        }
+        return Derivation(Genotype(normal, concat, reduce, concat), extras)
+
+
+def skip_dropout_rate(rate: float, epoch: int, epochs: int, frozen: int) -> float:
+    """Decayed skip-connect dropout: linear while alphas are frozen, then exp(-0.2 per epoch) from ``rate``."""
+    if epoch < frozen:
+        return rate * (epochs - epoch - 1) / epochs
+    return rate * math.exp(-0.2 * (epoch - frozen))
+
+
+def keep_strongest(weights: dict[str, float], keep: int) -> tuple[str, ...]:
+    """The ``keep`` ops of an edge with the largest weights, in their original order (ties drop the earlier op)."""
+    ops = list(weights)
+    order = sorted(range(len(ops)), key=lambda i: weights[ops[i]])  # stable: earlier op first on ties
+    dropped = set(order[: max(len(ops) - keep, 0)])
+    return tuple(op for i, op in enumerate(ops) if i not in dropped)
+
+
+def final_cell(alphas: Sequence[dict[str, float]], steps: int = 4) -> tuple[Pair, ...]:
+    """P-DARTS' final choice: each edge's strongest non-``none`` op (ties: later op); node 0 keeps both
+    edges, later nodes their two strongest (ties: later edge); pairs by ascending input."""
+    inputs = edge_inputs(steps)
+    best: list[tuple[float, str]] = []
+    for weights in alphas:
+        top_op, top = "", -1.0
+        for op, w in weights.items():
+            if op != "none" and w >= top:
+                top_op, top = op, w
+        best.append((top, top_op))
+    pairs: list[Pair] = []
+    for edges in node_edges(steps):
+        kept = sorted(edges, key=lambda e: best[e][0])[-2:]  # stable: later edge wins ties
+        pairs += [(best[e][1], inputs[e][1]) for e in sorted(kept)]
+    return tuple(pairs)
+
+
+def limit_skip_connects(alphas: Sequence[dict[str, float]], steps: int = 4) -> dict[int, tuple[Pair, ...]]:
+    """Normal cells with at most M skip-connects, for every M below the unrestricted count.
+
+    While the cell holds more than M skips, the kept skip edge with the smallest skip weight loses
+    its skip (weight set to 0, ties: lower edge) and the cell is chosen again; zeroed weights carry
+    over from one M to the next.
+    """
+    weights = [dict(edge) for edge in alphas]
+    inputs = edge_inputs(steps)
+    edge_of = {(node, j): e for e, (node, j) in enumerate(inputs)}
+    cell = final_cell(weights, steps)
+    unrestricted = _count_skips(cell)
+    result: dict[int, tuple[Pair, ...]] = {}
+    for m in range(MAX_SKIPS, -1, -1):
+        while _count_skips(cell) > m:
+            skip_edges = [edge_of[(k // 2, j)] for k, (op, j) in enumerate(cell) if op == "skip_connect"]
+            weakest = min(skip_edges, key=lambda e: (weights[e]["skip_connect"], e))
+            weights[weakest]["skip_connect"] = 0.0
+            cell = final_cell(weights, steps)
+        if m < unrestricted:
+            result[m] = cell
+    return result
+
+
+def _count_skips(cell: Sequence[Pair]) -> int:
+    return sum(op == "skip_connect" for op, _ in cell)

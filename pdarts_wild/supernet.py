@@ -1,0 +1,167 @@
+"""The one search supernet: cells of mixed edges, each edge with its own candidate ops.
+
+Architecture parameters are one (edges x primitives) matrix per cell type; a boolean mask says which
+ops each edge still holds, and each edge's weights are the softmax over its own ops only. Algorithms
+change how the supernet is used (which ops it holds, which parameters train), never its code.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .ops import POOLING_OPS, FactorizedReduce, ReLUConvBN, build_op, is_identity
+from .spaces import CELL_TYPES, Candidates, SearchSpace, edge_inputs
+
+
+class MixedEdge(nn.Module):
+    """Softmax-weighted sum of an edge's candidate ops; ``none`` contributes exactly zero and is not computed."""
+
+    def __init__(self, op_names: tuple[str, ...], channels: int, stride: int, affine: bool, skip_dropout: float) -> None:
+        super().__init__()
+        self.op_names = op_names
+        self.computed = [i for i, name in enumerate(op_names) if name != "none"]
+        self.ops = nn.ModuleList(self._build(op_names[i], channels, stride, affine, skip_dropout) for i in self.computed)
+
+    @staticmethod
+    def _build(name: str, channels: int, stride: int, affine: bool, skip_dropout: float) -> nn.Module:
+        op = build_op(name, channels, stride, affine)
+        if name in POOLING_OPS:
+            return nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
+        if is_identity(op) and skip_dropout > 0:
+            return nn.Sequential(op, nn.Dropout(skip_dropout))
+        return op
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        return sum(weights[i] * op(x) for i, op in zip(self.computed, self.ops))
+
+
+class SearchCell(nn.Module):
+    """A DARTS search cell: preprocessing of c_{k-2} and c_{k-1}, then ``steps`` nodes of mixed edges."""
+
+    def __init__(
+        self,
+        candidates: list[tuple[str, ...]],
+        steps: int,
+        c_prev_prev: int,
+        c_prev: int,
+        channels: int,
+        reduction: bool,
+        reduction_prev: bool,
+        affine: bool,
+        skip_dropout: float,
+    ) -> None:
+        super().__init__()
+        self.reduction = reduction
+        self.steps = steps
+        if reduction_prev:
+            self.preprocess0: nn.Module = FactorizedReduce(c_prev_prev, channels, affine=affine)
+        else:
+            self.preprocess0 = ReLUConvBN(c_prev_prev, channels, 1, 1, 0, affine=affine)
+        self.preprocess1 = ReLUConvBN(c_prev, channels, 1, 1, 0, affine=affine)
+        self.edges = nn.ModuleList(
+            MixedEdge(ops, channels, 2 if reduction and j < 2 else 1, affine, skip_dropout)
+            for ops, (_, j) in zip(candidates, edge_inputs(steps))
+        )
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        edge = 0
+        for _ in range(self.steps):
+            node = 0
+            for state in states:
+                node = node + self.edges[edge](state, weights[edge])
+                edge += 1
+            states.append(node)
+        return torch.cat(states[2:], dim=1)
+
+
+class Supernet(nn.Module):
+    """The DARTS search network: stem, ``layers`` search cells (reductions at L//3 and 2L//3), classifier."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        candidates: Candidates,
+        num_classes: int,
+        channels: int = 16,
+        layers: int = 8,
+        stem_multiplier: int = 3,
+        skip_dropout: float = 0.0,
+        affine: bool = False,
+        in_chans: int = 3,
+    ) -> None:
+        super().__init__()
+        self.space = space
+        self.candidates = {cell: [tuple(ops) for ops in candidates[cell]] for cell in CELL_TYPES}
+        steps = space.steps
+        c_curr = stem_multiplier * channels
+        self.stem = nn.Sequential(nn.Conv2d(in_chans, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
+        c_prev_prev, c_prev, c_curr = c_curr, c_curr, channels
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            reduction = i in (layers // 3, 2 * layers // 3)
+            c_curr = c_curr * 2 if reduction else c_curr
+            cell_type = "reduce" if reduction else "normal"
+            self.cells.append(SearchCell(self.candidates[cell_type], steps, c_prev_prev, c_prev, c_curr,
+                                         reduction, reduction_prev, affine, skip_dropout))
+            reduction_prev = reduction
+            c_prev_prev, c_prev = c_prev, steps * c_curr
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c_prev, num_classes)
+        n_ops = len(space.primitives)
+        self.alphas = nn.ParameterDict(
+            {cell: nn.Parameter(1e-3 * torch.randn(space.num_edges, n_ops)) for cell in CELL_TYPES}
+        )
+        for cell in CELL_TYPES:
+            self.register_buffer(f"active_{cell}", self._mask(self.candidates[cell]), persistent=False)
+
+    def _mask(self, candidates: list[tuple[str, ...]]) -> torch.Tensor:
+        column = {name: k for k, name in enumerate(self.space.primitives)}
+        mask = torch.zeros(self.space.num_edges, len(self.space.primitives), dtype=torch.bool)
+        for e, ops in enumerate(candidates):
+            mask[e, [column[name] for name in ops]] = True
+        return mask
+
+    def op_probabilities(self, cell: str) -> torch.Tensor:
+        """Row-wise softmax of ``cell``'s alphas over each edge's own ops (0 for ops an edge lacks)."""
+        mask: torch.Tensor = getattr(self, f"active_{cell}")
+        return F.softmax(self.alphas[cell].masked_fill(~mask, float("-inf")), dim=-1)
+
+    def edge_weights(self, cell: str) -> list[torch.Tensor]:
+        """Per edge: the weights of its candidate ops, in the edge's op order."""
+        probs = self.op_probabilities(cell)
+        mask: torch.Tensor = getattr(self, f"active_{cell}")
+        return [probs[e][mask[e]] for e in range(probs.shape[0])]
+
+    def alpha_table(self) -> dict[str, list[dict[str, float]]]:
+        """Per cell type, per edge: op name -> softmax weight (what genotype.json stores)."""
+        table = {}
+        for cell in CELL_TYPES:
+            with torch.no_grad():
+                weights = self.edge_weights(cell)
+            table[cell] = [dict(zip(ops, w.tolist())) for ops, w in zip(self.candidates[cell], weights)]
+        return table
+
+    def set_skip_dropout(self, p: float) -> None:
+        """Set the rate of every skip-connect dropout (P-DARTS search-space regularisation)."""
+        for module in self.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = p
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return list(self.alphas.values())
+
+    def weight_parameters(self) -> Iterator[nn.Parameter]:
+        arch = {id(p) for p in self.arch_parameters()}
+        return (p for p in self.parameters() if id(p) not in arch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = {cell: self.edge_weights(cell) for cell in CELL_TYPES}
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, weights["reduce" if cell.reduction else "normal"])
+        return self.classifier(self.global_pooling(s1).flatten(1))

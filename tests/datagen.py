@@ -1,0 +1,147 @@
+"""Tiny datasets in the official on-disk formats of CIFAR-10, CIFAR-100 and SVHN.
+
+Each class has its own blocky colour pattern plus noise, so a small network can learn them.
+The CIFAR pickles are written as Python 2 wrote the originals: protocol 2 with byte strings as
+Python 2 ``str`` (so ``pickle.load(f, encoding="latin1")`` returns ``str`` keys, as torchvision expects).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import pickle
+import struct
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+
+IMAGE_SHAPE = (32, 32, 3)
+CIFAR10_NAMES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+
+
+class _Py2Pickler(pickle._Pickler):
+    """Protocol-2 pickler that writes ``bytes`` as Python 2 ``str`` opcodes, like the original files."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_py2_str(self, obj: bytes) -> None:
+        """Write obj with SHORT_BINSTRING / BINSTRING."""
+        if len(obj) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_py2_str
+
+
+def py2_pickle(obj: object) -> bytes:
+    """obj pickled as a Python 2 program would have pickled it (protocol 2)."""
+    buffer = io.BytesIO()
+    _Py2Pickler(buffer, protocol=2).dump(obj)
+    return buffer.getvalue()
+
+
+def class_images(labels: np.ndarray, num_classes: int, seed: int) -> np.ndarray:
+    """uint8 (N, 32, 32, 3) images: a fixed 4x4 colour pattern per class (8-pixel blocks) plus noise."""
+    prototypes = np.random.default_rng(12345).uniform(0, 255, size=(num_classes, 4, 4, 3))
+    blocks = np.kron(prototypes, np.ones((1, 8, 8, 1)))
+    noise = np.random.default_rng(seed + 1).normal(0, 25, size=(len(labels), *IMAGE_SHAPE))
+    return np.clip(blocks[labels] + noise, 0, 255).astype(np.uint8)
+
+
+def balanced_labels(n: int, num_classes: int, seed: int) -> np.ndarray:
+    """n shuffled labels covering every class when n >= num_classes."""
+    return np.random.default_rng(seed).permutation(np.arange(n) % num_classes)
+
+
+def _cifar_rows(images: np.ndarray) -> np.ndarray:
+    """HWC images as CIFAR rows: N x 3072 with the R, G and B planes row-major one after another."""
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2).reshape(len(images), -1))
+
+
+def _filenames(prefix: str, n: int) -> list[bytes]:
+    return [f"{prefix}_s_{i:06d}.png".encode() for i in range(n)]
+
+
+def _write_cifar(root: Path, folder: str, files: dict[str, object], as_tarball: bool, tarball: str) -> Path:
+    """Write the pickled files into root/folder, or as root/tarball containing folder."""
+    root.mkdir(parents=True, exist_ok=True)
+    if not as_tarball:
+        (root / folder).mkdir(exist_ok=True)
+        for name, obj in files.items():
+            (root / folder / name).write_bytes(py2_pickle(obj))
+        return root
+    with tarfile.open(root / tarball, "w:gz") as archive:
+        for name, obj in files.items():
+            payload = py2_pickle(obj)
+            info = tarfile.TarInfo(f"{folder}/{name}")
+            info.size = len(payload)
+            archive.addfile(info, io.BytesIO(payload))
+    return root
+
+
+def write_cifar10(root: Path, n_train: int = 64, n_test: int = 16, seed: int = 0, as_tarball: bool = False) -> Path:
+    """root/cifar-10-batches-py/ (or root/cifar-10-python.tar.gz) with the train images over 5 batches."""
+    train_labels = balanced_labels(n_train, 10, seed)
+    train_rows = _cifar_rows(class_images(train_labels, 10, seed))
+    test_labels = balanced_labels(n_test, 10, seed + 100)
+    files: dict[str, object] = {}
+    for i, part in enumerate(np.array_split(np.arange(n_train), 5), start=1):
+        files[f"data_batch_{i}"] = {
+            b"batch_label": f"training batch {i} of 5".encode(),
+            b"labels": [int(label) for label in train_labels[part]],
+            b"data": train_rows[part],
+            b"filenames": _filenames(f"train{i}", len(part)),
+        }
+    files["test_batch"] = {
+        b"batch_label": b"testing batch 1 of 1",
+        b"labels": [int(label) for label in test_labels],
+        b"data": _cifar_rows(class_images(test_labels, 10, seed + 100)),
+        b"filenames": _filenames("test", n_test),
+    }
+    files["batches.meta"] = {
+        b"num_cases_per_batch": math.ceil(n_train / 5),
+        b"label_names": [name.encode() for name in CIFAR10_NAMES],
+        b"num_vis": 3072,
+    }
+    return _write_cifar(Path(root), "cifar-10-batches-py", files, as_tarball, "cifar-10-python.tar.gz")
+
+
+def _cifar100_split(n: int, seed: int, batch_label: bytes) -> dict[bytes, object]:
+    fine = balanced_labels(n, 100, seed)
+    return {
+        b"filenames": _filenames(batch_label.decode(), n),
+        b"batch_label": batch_label,
+        b"fine_labels": [int(label) for label in fine],
+        b"coarse_labels": [int(label) // 5 for label in fine],
+        b"data": _cifar_rows(class_images(fine, 100, seed)),
+    }
+
+
+def write_cifar100(root: Path, n_train: int = 64, n_test: int = 16, seed: int = 0, as_tarball: bool = False) -> Path:
+    """root/cifar-100-python/{train,test,meta} (or root/cifar-100-python.tar.gz); 100 fine, 20 coarse classes."""
+    files = {
+        "train": _cifar100_split(n_train, seed, b"training"),
+        "test": _cifar100_split(n_test, seed + 100, b"testing"),
+        "meta": {
+            b"fine_label_names": [f"fine_{i:02d}".encode() for i in range(100)],
+            b"coarse_label_names": [f"coarse_{i:02d}".encode() for i in range(20)],
+        },
+    }
+    return _write_cifar(Path(root), "cifar-100-python", files, as_tarball, "cifar-100-python.tar.gz")
+
+
+def write_svhn(root: Path, n_train: int = 64, seed: int = 0) -> Path:
+    """root/train_32x32.mat: X uint8 (32, 32, 3, N), y uint8 (N, 1) with labels 1..10 (10 is digit 0)."""
+    digits = balanced_labels(n_train, 10, seed)
+    images = class_images(digits, 10, seed)
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    svhn_labels = np.where(digits == 0, 10, digits).astype(np.uint8).reshape(-1, 1)
+    scipy.io.savemat(root / "train_32x32.mat", {"X": images.transpose(1, 2, 3, 0), "y": svhn_labels})
+    return root

@@ -1,0 +1,125 @@
+#!/usr/bin/env python
+"""Search a cell with P-DARTS or DARTS and write a genotype you can train (see README, "Search").
+
+Examples:
+  tools/search.py                                   # P-DARTS on CIFAR-10, the paper's settings
+  tools/search.py --dataset digits --preset quick   # every stage, ~10 min on 2 CPU cores, no download
+  tools/search.py --algorithm darts --unrolled      # DARTS, second order
+  tools/search.py --out runs/x --resume             # continue a killed search where it stopped
+  torchrun --nproc_per_node=4 tools/search.py --out runs/ddp   # several GPUs (or CPU processes)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from pdarts_wild.config import PRESETS, ConfigError, SearchConfig, resolve_config
+from pdarts_wild.data import DATASETS, DataError
+from pdarts_wild.genotype import GenotypeError
+from pdarts_wild.search import Search, SearchError, prepare_run_dir, resolve_device
+from pdarts_wild.spaces import SPACES
+from pdarts_wild.strategies import STRATEGIES
+
+RUN_FLAGS = ("out", "resume", "device", "progress")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tools/search.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Hyper-parameters left out take the paper's value for the chosen algorithm and dataset, "
+               "or the preset's. Per-stage flags take one value per stage, or one value for all stages.")
+    run = p.add_argument_group("what to search")
+    run.add_argument("--algorithm", choices=sorted(STRATEGIES), default="pdarts", help="search algorithm (default: pdarts)")
+    run.add_argument("--space", choices=sorted(SPACES), default="darts", help="search space (default: darts)")
+    run.add_argument("--dataset", choices=DATASETS, default="cifar10",
+                     help="proxy dataset; cifar10/cifar100/svhn are downloaded into --data if missing, digits ships with "
+                          "scikit-learn (default: cifar10)")
+    run.add_argument("--data", default="data", help="dataset folder (default: ./data)")
+    run.add_argument("--out", type=Path, help="run folder (default: runs/ALGORITHM-DATASET-seedN-TIME); never overwritten")
+    run.add_argument("--resume", action="store_true", help="continue the search in --out from its last finished epoch")
+    run.add_argument("--seed", type=int, help="random seed (default: 2, as the authors)")
+    run.add_argument("--preset", choices=PRESETS, default="paper",
+                     help="paper: the published settings; quick: a small search of every stage, ~10 min on 2 CPU "
+                          "cores with digits; tiny: seconds, for tests (default: paper)")
+    run.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
+    run.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
+
+    net = p.add_argument_group("supernet and stages")
+    net.add_argument("--channels", type=int, help="initial channels of the supernet (paper: 16)")
+    net.add_argument("--layers", type=int, nargs="+", help="cells per stage (P-DARTS: 5 11 17; DARTS: 8)")
+    net.add_argument("--epochs", type=int, nargs="+", help="epochs per stage (P-DARTS: 25; DARTS: 50)")
+    net.add_argument("--arch-frozen-epochs", type=int, nargs="+",
+                     help="epochs at the start of each stage that train weights only (P-DARTS: 10; DARTS: 0)")
+    net.add_argument("--skip-dropout", type=float, nargs="+",
+                     help="initial skip-connect dropout per stage (P-DARTS CIFAR-10: 0.0 0.4 0.7, CIFAR-100: 0.1 0.2 0.3; "
+                          "the authors' README command uses 0.1 0.4 0.7)")
+    net.add_argument("--keep-ops", type=int, nargs="*", help="ops each edge keeps after each stage but the last (P-DARTS: 5 3)")
+    net.add_argument("--skip-limit", type=int, help="most skip-connects in the final normal cell (P-DARTS: 2)")
+
+    w = p.add_argument_group("weight training")
+    w.add_argument("--batch-size", type=int, help="batch per process (P-DARTS: 96, or 64 on 12 GB GPUs; DARTS: 64)")
+    w.add_argument("--lr", type=float, help="SGD learning rate, cosine-annealed per stage (0.025)")
+    w.add_argument("--lr-min", type=float, help="final learning rate of the cosine (P-DARTS: 0; DARTS: 0.001)")
+    w.add_argument("--momentum", type=float, help="SGD momentum (0.9)")
+    w.add_argument("--weight-decay", type=float, help="SGD weight decay (3e-4)")
+    w.add_argument("--grad-clip", type=float, help="gradient-norm clip of the weights (5)")
+
+    a = p.add_argument_group("architecture training")
+    a.add_argument("--arch-lr", type=float, help="Adam learning rate of the alphas (P-DARTS: 6e-4; DARTS: 3e-4)")
+    a.add_argument("--arch-betas", type=float, nargs=2, help="Adam betas of the alphas (0.5 0.999)")
+    a.add_argument("--arch-weight-decay", type=float, help="Adam weight decay of the alphas (1e-3)")
+    a.add_argument("--arch-grad-clip", type=float, help="gradient-norm clip of the alphas, 0 = off (P-DARTS: 5; DARTS: 0)")
+    a.add_argument("--unrolled", action="store_true", default=None,
+                   help="second-order architecture gradient (DARTS' unrolled step); default first order")
+
+    d = p.add_argument_group("data")
+    d.add_argument("--train-portion", type=float, help="share of the training set that trains weights; the rest trains alphas (0.5)")
+    d.add_argument("--cutout", type=int, help="cutout length, 0 = off (0)")
+    d.add_argument("--train-limit", type=int, help="use only the first N training images")
+    d.add_argument("--workers", type=int, help="data-loader processes (2)")
+    d.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None,
+                   help="keep NCHW tensors (channels-last is several times faster on CPU)")
+    return p
+
+
+def default_out(config: SearchConfig) -> Path:
+    return Path("runs") / f"{config.algorithm}-{config.dataset}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = vars(build_parser().parse_args(argv))
+    run = {k: args.pop(k) for k in RUN_FLAGS}
+    algorithm, dataset, preset = args.pop("algorithm"), args.pop("dataset"), args.pop("preset")
+    try:
+        if run["resume"]:
+            if run["out"] is None:
+                raise SearchError("--resume needs --out RUN_FOLDER (the folder of the search to continue)")
+            config = prepare_run_dir(run["out"], None, resume=True)
+            given = sorted(k for k, v in args.items() if v is not None and k not in ("space", "data"))
+            if given:
+                print(f"note: --resume uses the settings saved in {run['out']}; ignoring {', '.join(given)}", file=sys.stderr)
+        else:
+            config = resolve_config(algorithm, dataset, preset, **args)
+            if run["out"] is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                raise SearchError("under torchrun, give --out so that every process writes to the same folder")
+            run["out"] = run["out"] or default_out(config)
+            prepare_run_dir(run["out"], config, resume=False)
+        device = resolve_device(run["device"])
+        search = Search(config, run["out"], device, progress=run["progress"])
+        result = search.run()
+    except (ConfigError, DataError, GenotypeError, SearchError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with: tools/search.py --resume --out {run['out']}", file=sys.stderr)
+        return 130
+    if search.ddp.main:
+        print(result.genotype.to_string())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
