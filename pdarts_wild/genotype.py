@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
@@ -168,6 +170,15 @@ def _ints(value: Any, field: str) -> tuple[int, ...]:
 def genotype_record(genotype: Genotype, space: str = "darts", **metadata: Any) -> dict[str, Any]:
     """The ``genotype.json`` content: format version, space, genotype fields, then ``metadata``."""
     return {"version": FORMAT_VERSION, "space": space, **genotype.to_dict(), **metadata}
+
+
+def write_genotype_file(path: str | Path, record: Mapping[str, Any]) -> None:
+    """Write a ``genotype.json`` record atomically, one (op, input) pair per line."""
+    path = Path(path)
+    text = re.sub(r'\[\s+("[^"]+"),\s+(\d+)\s+\]', r"[\1, \2]", json.dumps(record, indent=2))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text + "\n")
+    os.replace(tmp, path)
 
 
 def read_genotype_file(path: str | Path, known_ops: Iterable[str] | None = None) -> tuple[Genotype, dict[str, Any]]:

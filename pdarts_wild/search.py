@@ -22,7 +22,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from .architect import Architect
 from .config import SearchConfig
 from .data import build_search_dataset, split_indices
-from .genotype import genotype_record
+from .genotype import genotype_record, write_genotype_file
 from .spaces import CELL_TYPES, Candidates, edge_inputs, get_space
 from .strategies import Derivation, StagePlan, Strategy, get_strategy
 from .supernet import Supernet
@@ -348,6 +348,11 @@ class Search:
     def _finish(self, state: dict[str, Any]) -> Derivation:
         alphas = state["last_alphas"]
         result = self.strategy.derive(alphas, state["candidates"])
+        if self.ddp.world_size > 1:
+            genotypes: list[str | None] = [None] * self.ddp.world_size
+            dist.all_gather_object(genotypes, result.genotype.to_string())
+            if len(set(genotypes)) != 1:
+                raise SearchError(f"processes derived different genotypes: {genotypes}")
         if self.ddp.main:
             self._write_result(result, alphas, state)
         if self.ddp.world_size > 1:
@@ -364,9 +369,7 @@ class Search:
         (self.out / "genotype.txt").write_text(result.genotype.to_string() + "\n")
         plot_cells(result.genotype, self.out)
         plot_alphas(alphas, self.out / "alphas")
-        tmp = self.out / (RESULT + ".tmp")
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(tmp, self.out / RESULT)  # written last: its presence marks a finished run
+        write_genotype_file(self.out / RESULT, record)  # written last: its presence marks a finished run
         log.info("genotype: %s", result.genotype.to_string())
         log.info("wrote %s, genotype.txt, cell pictures and TensorBoard logs to %s", RESULT, self.out)
 

@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch.distributed as dist
+
 from pdarts_wild.config import PRESETS, ConfigError, SearchConfig, resolve_config
 from pdarts_wild.data import DATASETS, DataError
 from pdarts_wild.genotype import GenotypeError
@@ -116,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue with: tools/search.py --resume --out {run['out']}", file=sys.stderr)
         return 130
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
     if search.ddp.main:
         print(result.genotype.to_string())
     return 0
