@@ -1,6 +1,7 @@
 """Search settings: one flat dataclass, filled from the paper's defaults, a preset, then explicit values."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +55,8 @@ class SearchConfig:
     cutout: int = 0
     train_limit: int | None = None
     workers: int = 2
-    channels_last: bool = True
+    channels_last: bool | None = None  # None: on for CPU (several times faster there), off for CUDA
+    valid_last: int | None = None  # validate in the last N epochs of each stage only (None: every epoch)
 
     @property
     def num_stages(self) -> int:
@@ -84,7 +86,7 @@ def resolve_config(algorithm: str, dataset: str, preset: str = "paper", **overri
     values.update(getattr(strategy, "DATASET_DEFAULTS", {}).get(dataset, {}))
     values.update(strategy.PRESETS.get(preset, {}))
     values.update({k: v for k, v in overrides.items() if v is not None})
-    config = SearchConfig.from_dict(values)
+    config = SearchConfig.from_dict(copy.deepcopy(values))  # never share the strategies' default lists
     validate(config)
     return config
 
@@ -123,5 +125,7 @@ def validate(config: SearchConfig) -> None:
         raise ConfigError(f"--channels must be even and at least 2, got {config.channels}")
     if not 0.0 < config.train_portion < 1.0:
         raise ConfigError("--train-portion must lie strictly between 0 and 1")
+    if config.valid_last is not None and config.valid_last < 1:
+        raise ConfigError("--valid-last must be at least 1 (the last epoch of each stage is always validated)")
     if config.batch_size < 2:
         raise ConfigError("--batch-size must be at least 2 (BatchNorm needs more than one sample)")

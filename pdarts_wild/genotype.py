@@ -12,6 +12,7 @@ from .ops import OPS
 from .spaces import node_edges, edge_inputs
 
 FORMAT_VERSION = 1
+MAX_STATES = 64  # far beyond any published cell; bounds what a genotype string can make us allocate
 FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
 
 Pair = tuple[str, int]
@@ -135,8 +136,10 @@ def _literal(node: ast.expr, field: str) -> Any:
     """A literal value, or the integers of ``range(a[, b])``; nothing is evaluated."""
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range":
         args = [_literal(a, field) for a in node.args]
-        if node.keywords or not 1 <= len(args) <= 2 or not all(isinstance(a, int) for a in args):
+        if node.keywords or not 1 <= len(args) <= 2 or not all(type(a) is int for a in args):
             raise GenotypeError(f"{field}: range() takes one or two integers")
+        if len(range(*args)) > MAX_STATES:
+            raise GenotypeError(f"{field}: {ast.unparse(node)} is longer than any cell ({MAX_STATES} states)")
         return list(range(*args))
     try:
         return ast.literal_eval(node)
@@ -188,6 +191,8 @@ def read_genotype_file(path: str | Path, known_ops: Iterable[str] | None = None)
         text = path.read_text()
     except OSError as e:
         raise GenotypeError(f"cannot read genotype file {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise GenotypeError(f"{path} is not a text file (expected genotype.json or a DARTS Genotype string)") from None
     if not text.lstrip().startswith("{"):
         try:
             return Genotype.from_string(text, known_ops), {}
@@ -206,7 +211,7 @@ def read_genotype_file(path: str | Path, known_ops: Iterable[str] | None = None)
 def genotype_from_record(record: Mapping[str, Any], known_ops: Iterable[str] | None = None) -> Genotype:
     """The genotype of a ``genotype.json`` record (its field lists, or else its DARTS string)."""
     version = record.get("version")
-    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+    if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
         raise GenotypeError(f"unsupported genotype file version {version!r} (this pdarts-wild reads 1..{FORMAT_VERSION})")
     if all(f in record for f in FIELDS):
         return Genotype.make(*(record[f] for f in FIELDS), known_ops=known_ops)

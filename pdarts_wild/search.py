@@ -136,6 +136,8 @@ class Search:
         self.space = get_space(config.space)
         self.strategy: Strategy = get_strategy(config.algorithm)(config)
         self.plan = self.strategy.stages()
+        channels_last = config.channels_last if config.channels_last is not None else device.type == "cpu"
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         dataset, self.info = build_search_dataset(config.dataset, config.data, cutout=config.cutout,
                                                   train_limit=config.train_limit)
         weights_idx, arch_idx = split_indices(len(dataset), config.train_portion)
@@ -151,9 +153,7 @@ class Search:
         c = self.config
         model = Supernet(self.space, candidates, self.info.num_classes, c.channels, stage.layers,
                          skip_dropout=stage.skip_dropout).to(self.device)
-        if c.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        self.model = model
+        self.model = model.to(memory_format=self.memory_format)
         self.forward: nn.Module = model
         if self.ddp.world_size > 1:
             self.forward = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
@@ -249,10 +249,9 @@ class Search:
                           pin_memory=self.device.type == "cuda", drop_last=len(data) >= 2 * self.config.batch_size)
 
     def _batches(self, loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        memory_format = torch.channels_last if self.config.channels_last else torch.contiguous_format
         while True:
             for x, y in loader:
-                yield (x.to(self.device, non_blocking=True, memory_format=memory_format),
+                yield (x.to(self.device, non_blocking=True, memory_format=self.memory_format),
                        y.to(self.device, non_blocking=True))
 
     def _run_epoch(self, stage: StagePlan, state: dict[str, Any]) -> None:
@@ -290,16 +289,17 @@ class Search:
         elapsed = time.perf_counter() - start
         self.scheduler.step()
         train_loss, train_acc, samples, arch_loss = self._reduce(totals)
-        valid_loss, valid_acc = self._validate()
+        validate = c.valid_last is None or e >= stage.epochs - c.valid_last
+        valid_loss, valid_acc = self._validate() if validate else (None, None)
         record = {"stage": s + 1, "epoch": e + 1, "lr": lr, "skip_dropout": p_skip, "train_loss": train_loss,
                   "train_acc": train_acc, "arch_loss": arch_loss if train_arch else None, "valid_loss": valid_loss,
                   "valid_acc": valid_acc, "img_per_s": samples / elapsed}
         if self.device.type == "cuda":
             record["peak_mem_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
         state["history"].append(record)
-        log.info("stage %d epoch %d/%d lr %.5f skip-drop %.3f | train loss %.4f acc %.2f%% | valid loss %.4f "
-                 "acc %.2f%% | %.0f img/s", s + 1, e + 1, stage.epochs, lr, p_skip, train_loss, 100 * train_acc,
-                 valid_loss, 100 * valid_acc, record["img_per_s"])
+        valid = "" if valid_acc is None else f" | valid loss {valid_loss:.4f} acc {100 * valid_acc:.2f}%"
+        log.info("stage %d epoch %d/%d lr %.5f skip-drop %.3f | train loss %.4f acc %.2f%%%s | %.1f img/s", s + 1, e + 1,
+                 stage.epochs, lr, p_skip, train_loss, 100 * train_acc, valid, record["img_per_s"])
         self._log_tensorboard(record, state["step"])
 
     def _no_bar(self) -> bool | None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 CELL_TYPES = ("normal", "reduce")
 
@@ -44,6 +45,15 @@ class SearchSpace:
     @property
     def num_edges(self) -> int:
         return len(edge_inputs(self.steps))
+
+    def ordered(self, ops: Iterable[str]) -> tuple[str, ...]:
+        """An edge's op set in the space's column order; ``ValueError`` for an op outside the space."""
+        ops = set(ops)
+        unknown = ops.difference(self.primitives)
+        if unknown or not ops:
+            raise ValueError(f"edge ops {sorted(unknown) or '(none)'} are not ops of the {self.name} space: "
+                             f"{', '.join(self.primitives)}")
+        return tuple(op for op in self.primitives if op in ops)
 
     def initial_candidates(self) -> Candidates:
         """Every edge of both cell types holds every primitive."""

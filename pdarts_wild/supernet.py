@@ -95,7 +95,7 @@ class Supernet(nn.Module):
     ) -> None:
         super().__init__()
         self.space = space
-        self.candidates = {cell: [tuple(ops) for ops in candidates[cell]] for cell in CELL_TYPES}
+        self.candidates = {cell: [space.ordered(ops) for ops in candidates[cell]] for cell in CELL_TYPES}
         steps = space.steps
         c_curr = stem_multiplier * channels
         self.stem = nn.Sequential(nn.Conv2d(in_chans, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))

@@ -82,8 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--cutout", type=int, help="cutout length, 0 = off (0)")
     d.add_argument("--train-limit", type=int, help="use only the first N training images")
     d.add_argument("--workers", type=int, help="data-loader processes (2)")
-    d.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None,
-                   help="keep NCHW tensors (channels-last is several times faster on CPU)")
+    d.add_argument("--valid-last", type=int,
+                   help="validate on the architecture half only in the last N epochs of each stage (P-DARTS: 4; "
+                        "DARTS: every epoch)")
+    d.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
+                   help="channels-last tensors (default: on for CPU, where it is several times faster; off for CUDA)")
     return p
 
 

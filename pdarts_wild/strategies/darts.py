@@ -17,7 +17,8 @@ class DARTS(Strategy):
         "batch_size": 64, "lr_min": 0.001, "arch_lr": 3e-4, "arch_grad_clip": 0.0,
     }
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "quick": {"channels": 8, "layers": [5], "epochs": [6], "arch_frozen_epochs": [1], "batch_size": 32, "workers": 0},
+        "quick": {"channels": 8, "layers": [5], "epochs": [5], "arch_frozen_epochs": [1], "batch_size": 32,
+                  "arch_lr": 3e-3, "valid_last": 1, "workers": 0},
         "tiny": {"channels": 4, "layers": [3], "epochs": [2], "arch_frozen_epochs": [0], "batch_size": 16,
                  "train_limit": 64, "workers": 0},
     }

@@ -1,0 +1,340 @@
+"""The search supernet (spec search-space-and-networks.md §2-3, pdarts.md §4, §6) and the unrolled
+architecture gradient (darts-pcdarts.md §1.2) against an exact autograd hypergradient."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from pdarts_wild.architect import Architect
+from pdarts_wild.ops import Zero
+from pdarts_wild.spaces import CELL_TYPES, DARTS_PRIMITIVES, edge_inputs, get_space
+from pdarts_wild.strategies.pdarts import keep_strongest
+from pdarts_wild.supernet import MixedEdge, Supernet
+
+SPACE = get_space("darts")
+
+
+def on_meta(*args: object, **kwargs: object) -> Supernet:
+    with torch.device("meta"):
+        return Supernet(*args, **kwargs)
+
+
+def count(params) -> int:
+    return sum(p.numel() for p in params)
+
+
+# ----------------------------------------------------------------------------------------- sizes (§3)
+
+
+@pytest.mark.parametrize("layers, expected", [(8, 1_930_618), (5, 1_275_834), (11, 2_585_146), (17, 3_894_202)])
+def test_weight_parameter_counts(layers, expected):
+    model = on_meta(SPACE, SPACE.initial_candidates(), 10, 16, layers)
+    assert count(model.weight_parameters()) == expected
+    assert count(model.parameters()) == expected + 224
+
+
+@pytest.mark.parametrize("layers, reductions", [(3, [1, 2]), (5, [1, 3]), (8, [2, 5]), (11, [3, 7]), (17, [5, 11])])
+def test_reduction_cells(layers, reductions):
+    model = on_meta(SPACE, SPACE.initial_candidates(), 10, 4, layers)
+    assert [i for i, cell in enumerate(model.cells) if cell.reduction] == reductions
+
+
+def test_alphas_are_two_14_by_8_matrices():
+    model = on_meta(SPACE, SPACE.initial_candidates(), 10, 16, 8)
+    alphas = model.arch_parameters()
+    assert [tuple(a.shape) for a in alphas] == [(14, 8), (14, 8)]
+    assert alphas[0] is model.alphas["normal"] and alphas[1] is model.alphas["reduce"]
+    assert count(alphas) == 224
+    arch_ids = {id(a) for a in alphas}
+    assert not any(id(p) in arch_ids for p in model.weight_parameters())
+
+
+# ----------------------------------------------------------------------------- per-edge candidate sets
+
+
+def mixed_candidates() -> dict[str, list[tuple[str, ...]]]:
+    """Edges with different op lists, as P-DARTS' op dropping leaves them."""
+    torch.manual_seed(3)
+    candidates = {}
+    for c, cell in enumerate(CELL_TYPES):
+        edges = []
+        for e in range(14):
+            weights = dict(zip(DARTS_PRIMITIVES, torch.rand(8).tolist()))
+            keep = [8, 5, 3, 1, 2][(e + c) % 5]
+            if keep == 1:
+                weights["none"] = -1.0  # a single-op edge holding only `none` would be meaningless
+            edges.append(keep_strongest(weights, keep))
+        candidates[cell] = edges
+    candidates["normal"][0] = ("none", "skip_connect", "sep_conv_3x3")
+    candidates["normal"][1] = ("max_pool_3x3", "sep_conv_5x5")  # no `none`
+    candidates["normal"][2] = ("skip_connect",)
+    candidates["reduce"][0] = ("none", "avg_pool_3x3", "dil_conv_5x5")  # stride 2
+    return candidates
+
+
+@pytest.fixture(scope="module")
+def mixed_model() -> Supernet:
+    torch.manual_seed(0)
+    model = Supernet(SPACE, mixed_candidates(), 10, 4, 3)
+    with torch.no_grad():
+        for a in model.arch_parameters():
+            a.normal_(0.0, 1.0)
+    return model
+
+
+def test_candidate_sets_differ_per_edge(mixed_model):
+    sizes = {len(ops) for cell in CELL_TYPES for ops in mixed_model.candidates[cell]}
+    assert sizes == {1, 2, 3, 5, 8}
+
+
+@pytest.mark.parametrize("cell", CELL_TYPES)
+def test_edge_weights_follow_each_edges_ops(mixed_model, cell):
+    candidates = mixed_model.candidates[cell]
+    alphas = mixed_model.alphas[cell].detach()
+    probs = mixed_model.op_probabilities(cell).detach()
+    weights = mixed_model.edge_weights(cell)
+    assert len(weights) == 14
+    for e, ops in enumerate(candidates):
+        columns = [DARTS_PRIMITIVES.index(op) for op in ops]
+        assert weights[e].shape == (len(ops),)
+        assert float(weights[e].detach().sum()) == pytest.approx(1.0, abs=1e-6)
+        assert float(probs[e].sum()) == pytest.approx(1.0, abs=1e-6)
+        expected = torch.softmax(alphas[e, columns], dim=0)
+        torch.testing.assert_close(weights[e].detach(), expected)
+        for k, op in enumerate(DARTS_PRIMITIVES):
+            if op not in ops:
+                assert probs[e, k] == 0.0, (e, op)
+            else:
+                assert probs[e, k] > 0.0
+
+
+@pytest.mark.parametrize("cell", CELL_TYPES)
+def test_alpha_table_keys_are_the_edges_ops_in_primitive_order(mixed_model, cell):
+    table = mixed_model.alpha_table()
+    assert set(table) == set(CELL_TYPES)
+    probs = mixed_model.op_probabilities(cell).detach()
+    for e, (entry, ops) in enumerate(zip(table[cell], mixed_model.candidates[cell])):
+        assert tuple(entry) == ops
+        assert list(entry) == sorted(entry, key=DARTS_PRIMITIVES.index)
+        for op, w in entry.items():
+            assert w == pytest.approx(float(probs[e, DARTS_PRIMITIVES.index(op)]))
+        assert sum(entry.values()) == pytest.approx(1.0)
+
+
+def test_none_builds_no_module_and_edges_hold_only_their_ops(mixed_model):
+    assert not any(isinstance(m, Zero) for m in mixed_model.modules())
+    for cell in mixed_model.cells:
+        cell_type = "reduce" if cell.reduction else "normal"
+        for edge, ops in zip(cell.edges, mixed_model.candidates[cell_type]):
+            assert edge.op_names == ops
+            assert len(edge.ops) == len([op for op in ops if op != "none"])
+    edge0 = mixed_model.cells[0].edges[0]  # ("none", "skip_connect", "sep_conv_3x3")
+    assert isinstance(edge0.ops[0], nn.Identity)
+
+
+def test_mixed_edge_is_the_weighted_sum_of_its_ops(mixed_model):
+    mixed_model.eval()
+    try:
+        torch.manual_seed(1)
+        edge = mixed_model.cells[0].edges[0]   # ("none", "skip_connect", "sep_conv_3x3")
+        x = torch.randn(2, 4, 8, 8)
+        w = torch.tensor([0.5, 0.2, 0.3])
+        torch.testing.assert_close(edge(x, w), 0.2 * x + 0.3 * edge.ops[1](x))
+        only_none = MixedEdge(("none", "skip_connect"), 4, 1, False, 0.0)
+        torch.testing.assert_close(only_none(x, torch.tensor([0.9, 0.1])), 0.1 * x)
+    finally:
+        mixed_model.train()
+
+
+def test_forward_with_mixed_candidates_and_gradients(mixed_model):
+    torch.manual_seed(2)
+    mixed_model.zero_grad(set_to_none=True)
+    logits = mixed_model(torch.randn(2, 3, 16, 16))
+    assert logits.shape == (2, 10)
+    F.cross_entropy(logits, torch.tensor([1, 7])).backward()
+    for cell in CELL_TYPES:
+        grad = mixed_model.alphas[cell].grad
+        mask = getattr(mixed_model, f"active_{cell}")
+        assert grad is not None and torch.isfinite(grad).all()
+        assert (grad[~mask] == 0).all()          # ops an edge lacks get no gradient
+        # a one-op edge's softmax is constant: its alpha gets exactly zero gradient
+        for e, ops in enumerate(mixed_model.candidates[cell]):
+            if len(ops) == 1:
+                assert (grad[e] == 0).all()
+            else:
+                assert grad[e][mask[e]].abs().sum() > 0, (cell, e)
+
+
+def test_out_of_order_candidates_are_labelled_correctly():
+    candidates = SPACE.initial_candidates()
+    candidates["normal"] = list(candidates["normal"])
+    candidates["normal"][0] = ("sep_conv_3x3", "skip_connect")
+    try:
+        model = Supernet(SPACE, candidates, 10, 2, 3)
+    except (ValueError, KeyError):
+        return  # rejecting the list is fine too
+    with torch.no_grad():
+        model.alphas["normal"].zero_()
+        model.alphas["normal"][0, DARTS_PRIMITIVES.index("skip_connect")] = 2.0
+    entry = model.alpha_table()["normal"][0]
+    assert entry["skip_connect"] > entry["sep_conv_3x3"]
+
+
+# ------------------------------------------------------------------------------------ forward, dropout
+
+
+def test_tiny_supernet_forward_and_alpha_gradients():
+    torch.manual_seed(0)
+    model = Supernet(SPACE, SPACE.initial_candidates(), 10, 4, 3)
+    logits = model(torch.randn(2, 3, 32, 32))
+    assert logits.shape == (2, 10) and torch.isfinite(logits).all()
+    F.cross_entropy(logits, torch.tensor([0, 3])).backward()
+    for a in model.arch_parameters():
+        assert a.grad is not None and a.grad.shape == (14, 8)
+        assert torch.isfinite(a.grad).all() and a.grad.abs().sum() > 0
+
+
+def dropouts(model: nn.Module) -> list[nn.Dropout]:
+    return [m for m in model.modules() if isinstance(m, nn.Dropout)]
+
+
+def test_skip_dropout_modules_and_set_skip_dropout():
+    model = Supernet(SPACE, SPACE.initial_candidates(), 10, 4, 3, skip_dropout=0.3)
+    # 3 cells: normal (14 stride-1 skips), reduce, reduce (edges from nodes are stride 1: 14 - 8 = 6 each)
+    assert len(dropouts(model)) == 14 + 6 + 6
+    assert all(d.p == 0.3 for d in dropouts(model))
+    for cell in model.cells:
+        for edge, (_, j) in zip(cell.edges, edge_inputs()):
+            has_dropout = any(isinstance(m, nn.Dropout) for m in edge.modules())
+            assert has_dropout == (not cell.reduction or j >= 2)  # stride-2 skips (FactorizedReduce): none
+    model.set_skip_dropout(0.125)
+    assert [d.p for d in dropouts(model)] == [0.125] * 26
+    model.set_skip_dropout(0.0)
+    assert all(d.p == 0.0 for d in dropouts(model))
+
+
+def test_skip_dropout_zero_builds_no_dropout():
+    model = Supernet(SPACE, SPACE.initial_candidates(), 10, 4, 3, skip_dropout=0.0)
+    assert dropouts(model) == []
+    model.set_skip_dropout(0.5)  # nothing to set, nothing breaks
+    assert dropouts(model) == []
+
+
+def test_skip_dropout_acts_in_train_mode_only():
+    torch.manual_seed(0)
+    edge = MixedEdge(("skip_connect",), 4, 1, False, 0.5)
+    x = torch.ones(1, 4, 16, 16)
+    out = edge.train()(x, torch.tensor([1.0]))
+    assert set(out.unique().tolist()) == {0.0, 2.0}  # element-wise dropout, survivors scaled by 1/(1-p)
+    torch.testing.assert_close(edge.eval()(x, torch.tensor([1.0])), x)
+
+
+# --------------------------------------------------------------------------- unrolled architecture step
+
+
+class _Recorder(torch.optim.Optimizer):
+    """An architecture optimizer that only records the gradients it is asked to step with."""
+
+    def __init__(self, params) -> None:
+        super().__init__(params, {})
+        self.grads: list[torch.Tensor] = []
+
+    def step(self, closure=None):  # noqa: D401 - optimizer API
+        self.grads = [p.grad.detach().clone() for group in self.param_groups for p in group["params"]]
+
+
+def _flat(tensors) -> torch.Tensor:
+    return torch.cat([t.flatten() for t in tensors])
+
+
+def _rel(a, b) -> float:
+    return float((_flat(a) - _flat(b)).norm() / _flat(b).norm())
+
+
+def _smooth_tiny_supernet() -> Supernet:
+    """A float64 3-cell supernet whose loss is smooth in the weights, so that a finite difference converges.
+
+    ReLU kinks and max-pool switches make finite-difference Hessian products unreliable on tiny networks
+    (any kink crossed within the perturbation), so the ReLUs are swapped for Softplus and max-pool is left
+    out of the candidate sets; the Architect's arithmetic is what is checked here.
+    """
+    ops = tuple(op for op in DARTS_PRIMITIVES if op != "max_pool_3x3")
+    model = Supernet(SPACE, {cell: [ops] * 14 for cell in CELL_TYPES}, 10, 2, 3).double()
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, nn.ReLU):
+                setattr(module, name, nn.Softplus())
+    with torch.no_grad():
+        for a in model.arch_parameters():
+            a.normal_(0.0, 1.0)
+    return model.train()
+
+
+def test_unrolled_architecture_gradient_matches_the_exact_hypergradient():
+    torch.manual_seed(0)
+    model = _smooth_tiny_supernet()
+    assert dropouts(model) == []
+    lr, momentum, weight_decay = 0.5, 0.9, 0.05
+
+    def batch():
+        return torch.randn(4, 3, 8, 8, dtype=torch.float64), torch.randint(0, 10, (4,))
+
+    w_optimizer = torch.optim.SGD(model.weight_parameters(), lr=0.1, momentum=momentum, weight_decay=weight_decay)
+    x, y = batch()
+    F.cross_entropy(model(x), y).backward()
+    w_optimizer.step()  # one real step: the momentum buffer is non-zero
+    w_optimizer.zero_grad(set_to_none=True)
+    train, valid = batch(), batch()
+
+    alphas = model.arch_parameters()
+    names, weights = zip(*((n, p) for n, p in model.named_parameters() if not n.startswith("alphas.")))
+    assert all(w_optimizer.state[w]["momentum_buffer"].abs().sum() > 0 for w in weights)
+    buffers_before = {n: b.clone() for n, b in model.named_buffers()}
+
+    def loss_at(ws, data) -> torch.Tensor:
+        buffers = {n: b.clone() for n, b in model.named_buffers()}
+        return F.cross_entropy(functional_call(model, {**dict(zip(names, ws)), **buffers}, (data[0],)), data[1])
+
+    def virtual_weights(mu: float, wd: float, create_graph: bool = True):
+        grads = torch.autograd.grad(loss_at(weights, train), weights, create_graph=create_graph)
+        return [w - lr * (mu * w_optimizer.state[w]["momentum_buffer"] + g + wd * w) for w, g in zip(weights, grads)]
+
+    # exact d/d(alpha) L_val(w'(alpha), alpha), w' = w - lr (mu m + dL_train/dw + wd w), through w'
+    exact = torch.autograd.grad(loss_at(virtual_weights(momentum, weight_decay), valid), alphas)
+    # without the Hessian term, without momentum, without weight decay: what a wrong Architect would give
+    no_hessian = torch.autograd.grad(loss_at([w.detach() for w in virtual_weights(momentum, weight_decay, False)],
+                                             valid), alphas)
+    no_momentum = torch.autograd.grad(loss_at(virtual_weights(0.0, weight_decay), valid), alphas)
+    no_decay = torch.autograd.grad(loss_at(virtual_weights(momentum, 0.0), valid), alphas)
+    at_w = torch.autograd.grad(loss_at(weights, valid), alphas)
+
+    recorder = _Recorder(alphas)
+    valid_loss = Architect(model, recorder, unrolled=True).step(train, valid, lr, w_optimizer)
+    second_order = recorder.grads
+    assert len(second_order) == 2 and all(torch.isfinite(g).all() for g in second_order)
+    virtual = [w.detach() for w in virtual_weights(momentum, weight_decay)]
+    assert valid_loss == pytest.approx(float(loss_at(virtual, valid).detach()), rel=1e-9)
+
+    tolerance = 1e-3
+    assert _rel(second_order, exact) < tolerance
+    for wrong in (no_hessian, no_momentum, no_decay, at_w):  # each mistake would be caught
+        assert _rel(wrong, exact) > 10 * tolerance
+
+    # virtual forwards leave the weights and the BN running statistics alone
+    for n, b in model.named_buffers():
+        torch.testing.assert_close(b, buffers_before[n], rtol=0, atol=0)
+
+    first = _Recorder(alphas)
+    Architect(model, first, unrolled=False).step(train, valid, lr, w_optimizer)
+    torch.testing.assert_close(_flat(first.grads), _flat(at_w), rtol=1e-9, atol=1e-12)
+    assert _rel(first.grads, exact) > 10 * tolerance
+
+
+def test_op_outside_the_space_is_refused():
+    candidates = SPACE.initial_candidates()
+    candidates["normal"][0] = ("sep_conv_3x3", "nor_conv_3x3")
+    with pytest.raises(ValueError, match="nor_conv_3x3"):
+        Supernet(SPACE, candidates, 10, 4, 3)
