@@ -8,11 +8,12 @@ so that their released checkpoints map onto ours; only the cells' ``_ops`` is ca
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import torch
 import torch.fx
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .genotype import Genotype, Pair
 from .ops import FactorizedReduce, ReLUConvBN, build_op, is_identity
@@ -38,9 +39,9 @@ def drop_path(x: torch.Tensor, p: float) -> torch.Tensor:
 def check_input_size(x: torch.Tensor, stem_stride: int, reductions: int, network: str) -> torch.Tensor:
     """``x``, after a ``ValueError`` unless H and W are multiples of the total stride (FactorizedReduce
     needs even sizes). Returning ``x`` keeps the check in FX graphs that prune unused calls."""
-    h, w = x.shape[-2:]
-    multiple = stem_stride * 2**reductions
-    if h % multiple or w % multiple:
+    h, w = x.shape[-2], x.shape[-1]
+    multiple = stem_stride << reductions
+    if h % multiple != 0 or w % multiple != 0:
         raise ValueError(
             f"{network} needs input height and width that are multiples of {multiple} (stem stride "
             f"{stem_stride}, then {reductions} reduction cells whose FactorizedReduce layers need even "
@@ -74,26 +75,33 @@ class EvalCell(nn.Module):
             self.preprocess0 = ReLUConvBN(c_prev_prev, c, 1, 1, 0, affine=True)
         self.preprocess1 = ReLUConvBN(c_prev, c, 1, 1, 0, affine=True)
         pairs: tuple[Pair, ...] = genotype.reduce if reduction else genotype.normal
-        self.concat: tuple[int, ...] = tuple(genotype.reduce_concat if reduction else genotype.normal_concat)
-        self.indices: tuple[int, ...] = tuple(j for _, j in pairs)
+        # Lists, not tuples: TorchScript indexes lists with loop variables.
+        self.concat: list[int] = list(genotype.reduce_concat if reduction else genotype.normal_concat)
+        self.indices: list[int] = [j for _, j in pairs]
         self.ops = nn.ModuleList(
             build_op(name, c, 2 if reduction and j < 2 else 1, affine=True) for name, j in pairs
         )
+        self.droppable: list[bool] = [not is_identity(op) for op in self.ops]
         self.multiplier = len(self.concat)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
+        """Ops 2i and 2i+1 feed node i; in training each op output but a stride-1 identity is drop-pathed."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
-        for k in range(0, len(self.ops), 2):
-            states.append(self._branch(k, states, drop_prob) + self._branch(k + 1, states, drop_prob))
+        first = states[0]  # the even op's output, until its odd partner completes the node
+        for k, op in enumerate(self.ops):
+            h = op(states[self.indices[k]])
+            if self.training and drop_prob > 0.0 and self.droppable[k]:
+                h = drop_path(h, drop_prob)
+            if k % 2 == 0:
+                first = h
+            else:
+                states.append(first + h)
         return torch.cat([states[i] for i in self.concat], dim=1)
 
-    def _branch(self, k: int, states: list[torch.Tensor], drop_prob: float) -> torch.Tensor:
-        """Op ``k`` on its input state, drop-pathed in training unless it is a stride-1 identity."""
-        op = self.ops[k]
-        h = op(states[self.indices[k]])
-        if self.training and drop_prob > 0.0 and not is_identity(op):
-            h = drop_path(h, drop_prob)
-        return h
+
+def classifier_layer(c_in: int, num_classes: int) -> nn.Module:
+    """``Linear(c_in, num_classes)``; for ``num_classes=0`` an identity (the head returns features)."""
+    return nn.Linear(c_in, num_classes) if num_classes > 0 else nn.Identity()
 
 
 class AuxiliaryHead(nn.Module):
@@ -103,6 +111,8 @@ class AuxiliaryHead(nn.Module):
     CIFAR: pool stride 3 on the 8x8 map of a 32x32 input, with the BN(768). ImageNet: pool stride 2
     on the 7x7 map of a 224x224 input; the BN(768) is in P-DARTS' head but not in DARTS'/PC-DARTS'.
     """
+
+    num_features = 768  # the classifier's input
 
     def __init__(self, c_in: int, num_classes: int, pool_stride: int, bn_after_768: bool = True) -> None:
         super().__init__()
@@ -117,12 +127,11 @@ class AuxiliaryHead(nn.Module):
             *([nn.BatchNorm2d(768)] if bn_after_768 else []),
             nn.ReLU(),
         )
-        self.classifier = nn.Linear(768, num_classes)
+        self.classifier = classifier_layer(self.num_features, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = [(size - 5) // self.pool_stride + 1 for size in x.shape[-2:]]
-        if pooled != [2, 2]:
-            h, w = x.shape[-2:]
+        h, w = x.shape[-2], x.shape[-1]
+        if (h - 5) // self.pool_stride + 1 != 2 or (w - 5) // self.pool_stride + 1 != 2:
             raise ValueError(
                 f"the auxiliary head needs a feature map that its 5x5 stride-{self.pool_stride} pooling "
                 f"reduces to 2x2 (the 8x8 map of a 32x32 CIFAR input, the 7x7 map of a 224x224 ImageNet "
@@ -139,11 +148,13 @@ class CellNetwork(nn.Module):
     cells; the auxiliary head reads the output of cell ``2 * layers // 3``.
 
     Filled in at build time: ``cell_channels`` and ``cell_strides`` (each cell's output channels and
-    stride w.r.t. the input), ``reduction_cells`` and ``aux_cell_index``. ``drop_path_prob`` is read
-    by the cells in every forward (the training loop ramps it up).
+    stride w.r.t. the input), ``reduction_cells`` and ``aux_cell_index``. Settable at any time:
+    ``drop_path_prob``, read by the cells in every forward (the training loop ramps it up), and
+    ``grad_checkpointing`` (recompute each cell's activations in backward instead of storing them).
+    TorchScript-compatible (``torch.jit.script``); ``auxiliary`` is a constant there.
     """
 
-    drop_path_prob: float = 0.0
+    __constants__ = ["auxiliary"]
 
     def stem_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The two states (s0, s1) the first cell reads."""
@@ -159,6 +170,9 @@ class CellNetwork(nn.Module):
         if layers < 1:
             raise ValueError(f"a network needs at least one cell, got layers={layers}")
         genotype.validate()
+        self.network_name = type(self).__name__
+        self.drop_path_prob = 0.0
+        self.grad_checkpointing = False
         self.reduction_cells = sorted({layers // 3, 2 * layers // 3})
         self.aux_cell_index = 2 * layers // 3
         self.stem_stride = stem_stride
@@ -188,30 +202,47 @@ class CellNetwork(nn.Module):
             c_aux = self.cell_channels[self.aux_cell_index]
             self.auxiliary_head = AuxiliaryHead(c_aux, num_classes, aux_pool_stride, aux_bn)
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(self.cell_channels[-1], num_classes)
+        self.classifier = classifier_layer(self.cell_channels[-1], num_classes)
+
+    def cell_outputs(self, x: torch.Tensor, indices: list[int]) -> list[torch.Tensor]:
+        """The outputs of the cells listed in ``indices``, in cell order (shapes: ``cell_channels``,
+        ``cell_strides``)."""
+        x = check_input_size(x, self.stem_stride, len(self.reduction_cells), self.network_name)
+        s0, s1 = self.stem_outputs(x)
+        outputs: list[torch.Tensor] = []
+        for i, cell in enumerate(self.cells):
+            if self.grad_checkpointing and not torch.jit.is_scripting():
+                s2 = checkpoint(cell, s0, s1, self.drop_path_prob, use_reentrant=False)
+            else:
+                s2 = cell(s0, s1, self.drop_path_prob)
+            s0, s1 = s1, s2
+            if i in indices:
+                outputs.append(s1)
+        return outputs
 
     def iter_cell_outputs(self, x: torch.Tensor) -> Iterator[torch.Tensor]:
-        """Each cell's output in order (shapes: ``cell_channels``, ``cell_strides``); for feature taps."""
-        x = check_input_size(x, self.stem_stride, len(self.reduction_cells), type(self).__name__)
-        s0, s1 = self.stem_outputs(x)
-        for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
-            yield s1
+        """Each cell's output in order; for feature taps."""
+        return iter(self.cell_outputs(x, list(range(len(self.cells)))))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last cell's output."""
-        for features in self.iter_cell_outputs(x):
-            pass
-        return features
+        return self.cell_outputs(x, [len(self.cells) - 1])[0]
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits from the last cell's output: global average pooling, then the linear classifier."""
+        return self.classifier(self.global_pooling(features).flatten(1))
+
+    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """``(logits, aux_logits)``; ``aux_logits`` is None unless training with ``auxiliary=True``."""
-        aux_logits = None
-        for i, features in enumerate(self.iter_cell_outputs(x)):
-            if i == self.aux_cell_index and self.auxiliary and self.training:
-                aux_logits = self.auxiliary_head(features)
-        logits = self.classifier(self.global_pooling(features).flatten(1))
-        return logits, aux_logits
+        last = len(self.cells) - 1
+        if self.auxiliary and self.training:
+            outputs = self.cell_outputs(x, [self.aux_cell_index, last])  # one tensor if they coincide
+            return self.forward_head(outputs[-1]), self.auxiliary_head(outputs[0])
+        return self.forward_head(self.cell_outputs(x, [last])[0]), None
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """``(logits, aux_logits)``: see :meth:`forward_with_aux`."""
+        return self.forward_with_aux(x)
 
 
 class NetworkCIFAR(CellNetwork):

@@ -1,0 +1,103 @@
+#!/usr/bin/env python
+"""Parameters and multiply-adds of the CIFAR or ImageNet network for any genotype.
+
+Parameters exclude the auxiliary head (the papers' convention). Multiply-adds are those of the
+convolution and linear layers for one image, counted by torch.utils.flop_counter.FlopCounterMode
+(MACs = FLOPs / 2) on the meta device: nothing is allocated or computed.
+
+Examples:
+  tools/model_info.py PDARTS --net imagenet            # 4,944,352 parameters, 542.8M multiply-adds
+  tools/model_info.py runs/x/genotype.json --net cifar --num-classes 100 --json
+  tools/model_info.py "Genotype(normal=[...], ...)" --net cifar --channels 64   # P-DARTS' large setting
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from pdarts_wild.genotype import GenotypeError
+from pdarts_wild.networks import NetworkCIFAR, NetworkImageNet, count_parameters
+from pdarts_wild.zoo import resolve_genotype
+
+
+@dataclass(frozen=True)
+class NetworkSetting:
+    network: type
+    channels: int
+    layers: int
+    num_classes: int
+    input_size: int
+
+
+SETTINGS = {
+    "cifar": NetworkSetting(NetworkCIFAR, channels=36, layers=20, num_classes=10, input_size=32),
+    "imagenet": NetworkSetting(NetworkImageNet, channels=48, layers=14, num_classes=1000, input_size=224),
+}
+
+
+def model_info(
+    genotype: str,
+    net: str,
+    num_classes: int | None = None,
+    channels: int | None = None,
+    layers: int | None = None,
+    input_size: int | None = None,
+) -> dict[str, int]:
+    """``{"params": ..., "macs": ...}`` of the network; unset options take the setting's defaults."""
+    setting = SETTINGS[net]
+    size = input_size or setting.input_size
+    with torch.device("meta"):
+        model = setting.network(
+            resolve_genotype(genotype),
+            C=channels or setting.channels,
+            num_classes=setting.num_classes if num_classes is None else num_classes,
+            layers=layers or setting.layers,
+        ).eval()
+        image = torch.empty(1, 3, size, size)
+    with FlopCounterMode(display=False) as counter:
+        model(image)
+    return {"params": count_parameters(model), "macs": counter.get_total_flops() // 2}
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("genotype", help="registry name (PDARTS, DARTS_V2, ...), genotype.json or text file, or DARTS string")
+    parser.add_argument("--net", choices=sorted(SETTINGS), required=True,
+                        help="cifar: C=36, 20 cells, 32x32; imagenet: mobile setting, C=48, 14 cells, 224x224")
+    parser.add_argument("--num-classes", type=int, help="default: 10 (cifar), 1000 (imagenet)")
+    parser.add_argument("--channels", type=positive_int, help="initial channels C (default: the setting's)")
+    parser.add_argument("--layers", type=positive_int, help="number of cells (default: the setting's)")
+    parser.add_argument("--input-size", type=positive_int, help="square input side in pixels (default: 32 / 224)")
+    parser.add_argument("--json", action="store_true", help='print {"params": N, "macs": N} only')
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        info = model_info(args.genotype, args.net, args.num_classes, args.channels, args.layers, args.input_size)
+    except (GenotypeError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(info))
+    else:
+        print(f"parameters     {info['params']:>13,}  ({info['params'] / 1e6:.2f}M, auxiliary head excluded)")
+        print(f"multiply-adds  {info['macs']:>13,}  ({info['macs'] / 1e6:.1f}M, conv and linear layers)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
