@@ -261,11 +261,11 @@ def _unreadable_file(cls: type[_AsIsFiles], root: Path) -> Path:
     return files[0].parent
 
 
-def _load_torchvision(name: str, root: Path, download: bool, transform: Callable) -> Dataset:
-    """The training split of a torchvision dataset, read from root (downloaded if allowed)."""
+def _load_torchvision(name: str, root: Path, download: bool, transform: Callable, train: bool = True) -> Dataset:
+    """The training (or CIFAR test) split of a torchvision dataset, read from root (downloaded if allowed)."""
     cls = _TORCHVISION_SETS[name]
     _ensure_files(cls, root, download)
-    split = {"split": "train"} if cls is _SVHN else {"train": True}
+    split = {"split": "train"} if cls is _SVHN else {"train": train}
     try:
         return cls(root, transform=transform, download=False, **split)  # type: ignore[call-arg]
     except Exception as err:  # noqa: BLE001 - present files that fail to parse, whatever the error
@@ -332,3 +332,12 @@ def build_search_dataset(
     if train_limit < 1:
         raise DataError(f"train_limit must be >= 1, got {train_limit}")
     return Subset(dataset, range(min(train_limit, len(dataset)))), info
+
+
+def build_test_dataset(name: str, root: str | Path, *, download: bool = True) -> tuple[Dataset, DatasetInfo]:
+    """The CIFAR-10/100 test split, only normalised (the evaluation protocol's test transform), and its info."""
+    if name not in ("cifar10", "cifar100"):
+        raise DataError(f"no test split for {name!r}: choose cifar10 or cifar100")
+    info = dataset_info(name)
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(info.mean, info.std)])
+    return _load_torchvision(name, Path(root).expanduser().resolve(), download, transform, train=False), info

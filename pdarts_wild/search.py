@@ -6,6 +6,7 @@ import logging
 import os
 import random
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -101,14 +102,14 @@ def resolve_device(name: str | None) -> torch.device:
     return device
 
 
-def _rng_state() -> dict[str, Any]:
+def rng_state() -> dict[str, Any]:
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
@@ -166,7 +167,7 @@ class Search:
 
     def _checkpoint(self, state: dict[str, Any]) -> dict[str, Any]:
         """Loop state and RNG; mid-stage also the supernet and optimizers (a new stage starts afresh)."""
-        ckpt = {**state, "rng": _rng_state()}
+        ckpt = {**state, "rng": rng_state()}
         if state["epoch"] > 0:
             ckpt.update(model=self.model.state_dict(), w_opt=self.w_opt.state_dict(), a_opt=self.a_opt.state_dict(),
                         scheduler=self.scheduler.state_dict())
@@ -177,7 +178,7 @@ class Search:
         self.w_opt.load_state_dict(ckpt["w_opt"])
         self.a_opt.load_state_dict(ckpt["a_opt"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        _set_rng_state(ckpt["rng"])
+        set_rng_state(ckpt["rng"])
 
     # ------------------------------------------------------------------------------------------- run
 
@@ -194,7 +195,7 @@ class Search:
         random.seed(self.config.seed)
         state = self._fresh_state() if ckpt is None else {k: ckpt[k] for k in self._fresh_state()}
         self.writer = SummaryWriter(self.out / "tb", purge_step=state["step"]) if self.ddp.main else None
-        with _log_to(self.out / "search.log", self.ddp.main), logging_redirect_tqdm([log]):
+        with log_to(self.out / "search.log", self.ddp.main):
             if ckpt is None:
                 log.info("search %s on %s in %s (config in %s)", self.config.algorithm, self.config.dataset, self.out, CONFIG)
             else:
@@ -203,7 +204,7 @@ class Search:
                 self._run_stage(state, ckpt)
                 ckpt = None
             if ckpt is not None:  # killed after the last epoch, before the result was written
-                _set_rng_state(ckpt["rng"])
+                set_rng_state(ckpt["rng"])
             result = self._finish(state)
         if self.writer is not None:
             self.writer.close()
@@ -213,7 +214,7 @@ class Search:
         stage = self.plan[state["stage"]]
         at_boundary = ckpt is not None and "model" not in ckpt
         if at_boundary:  # the next stage's supernet is built from the RNG state saved at the stage's end
-            _set_rng_state(ckpt["rng"])
+            set_rng_state(ckpt["rng"])
         self._build(stage, state["candidates"])
         if ckpt is not None and not at_boundary:
             self._restore(ckpt)
@@ -374,25 +375,25 @@ class Search:
         log.info("wrote %s, genotype.txt, cell pictures and TensorBoard logs to %s", RESULT, self.out)
 
 
-class _log_to:
-    """Log INFO to ``path`` and stderr while active (main process only)."""
-
-    def __init__(self, path: Path, enabled: bool) -> None:
-        self.handlers: list[logging.Handler] = []
-        if enabled:
-            file_handler = logging.FileHandler(path)
-            file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-            console = logging.StreamHandler()
-            console.setFormatter(logging.Formatter("%(message)s"))
-            self.handlers = [file_handler, console]
-
-    def __enter__(self) -> None:
-        for handler in self.handlers:
-            log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
-
-    def __exit__(self, *exc: object) -> None:
-        for handler in self.handlers:
+@contextmanager
+def log_to(path: Path, enabled: bool) -> Iterator[None]:
+    """Log INFO to ``path`` and the console (through tqdm, so progress bars stay whole); main process only."""
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    if not enabled:
+        yield
+        return
+    file_handler = logging.FileHandler(path)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    console = logging.StreamHandler()
+    console.setFormatter(logging.Formatter("%(message)s"))
+    handlers = [file_handler, console]
+    for handler in handlers:
+        log.addHandler(handler)
+    try:
+        with logging_redirect_tqdm([log]):
+            yield
+    finally:
+        for handler in handlers:
             log.removeHandler(handler)
             handler.close()

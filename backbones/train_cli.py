@@ -1,0 +1,185 @@
+"""Command-line pieces shared by tools/train_cifar.py and tools/train_imagenet.py: flags, run folder, model, main."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+import torch.distributed as dist
+from timm.utils import random_seed
+
+from pdarts_wild.data import DataError
+from pdarts_wild.genotype import GenotypeError
+from pdarts_wild.search import Distributed, SearchError, init_distributed, resolve_device
+from pdarts_wild.zoo import resolve_genotype
+
+from .schedulers import SCHEDULES
+from .training import CONFIG, Data, Trainer, TrainError, prepare_run_dir
+
+RUN_FLAGS = ("out", "resume", "device", "progress")
+DataBuilder = Callable[[argparse.Namespace, Distributed], Data]
+# A tool's recipe: setting -> value, or a function of the settings filled in before it (dict order) whose
+# docstring the help shows.
+Defaults = dict[str, Any]
+
+
+def training_parser(prog: str, doc: str | None, defaults: Defaults) -> argparse.ArgumentParser:
+    """A parser with the flags both tools share, all None when left out (``defaults`` only shows in the help)."""
+    p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Settings left out take the papers' values shown above.")
+    d = {k: v.__doc__ if callable(v) else v for k, v in defaults.items()}
+    run = p.add_argument_group("run")
+    run.add_argument("--out", type=Path, help="run folder (default: runs/MODEL-seedN-TIME); never overwritten")
+    run.add_argument("--resume", action="store_true", help="continue the training in --out from its last epoch")
+    run.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
+    run.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
+    run.add_argument("--seed", type=int, help=f"random seed (default: {d['seed']})")
+    run.add_argument("--workers", type=int, help=f"data-loader processes per process (default: {d['workers']})")
+    run.add_argument("--amp", action="store_true", default=None,
+                     help="mixed precision: float16 autocast and loss scaling (CUDA only)")
+    run.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
+                     help="channels-last tensors (default: on for CPU, where it is several times faster; off for CUDA)")
+
+    m = p.add_argument_group("model")
+    m.add_argument("--model", help=f"registered timm model name (default: {d['model']})")
+    m.add_argument("--genotype", help="published genotype name (PDARTS, DARTS_V2, ...), genotype.json or DARTS string "
+                                      "(default: the model's own)")
+    m.add_argument("--init-channels", type=int,
+                   help="channels of the first cells (default: the model's, 36 CIFAR / 48 ImageNet)")
+    m.add_argument("--layers", type=int, help="number of cells (default: the model's, 20 CIFAR / 14 ImageNet)")
+    m.add_argument("--auxiliary-weight", type=float, help=f"weight of the auxiliary head's loss; 0 builds no "
+                                                           f"auxiliary head (default: {d['auxiliary_weight']})")
+    m.add_argument("--drop-path", type=float,
+                   help=f"final drop-path probability, ramped linearly from 0 (default: {d['drop_path']})")
+
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--epochs", type=int, help=f"epochs (default: {d['epochs']})")
+    o.add_argument("--batch-size", type=int, help=f"batch over all processes; each of N processes loads 1/N "
+                                                  f"(default: {d['batch_size']})")
+    o.add_argument("--lr", type=float, help=f"SGD learning rate (default: {d['lr']})")
+    o.add_argument("--sched", choices=SCHEDULES,
+                   help=f"lr schedule per epoch: linear = P-DARTS' ImageNet decay with a 5-epoch tail, cosine and poly "
+                        f"(power 1) = timm's (default: {d['sched']})")
+    o.add_argument("--lr-min", type=float, help=f"final lr of cosine / poly (default: {d['lr_min']})")
+    o.add_argument("--warmup-epochs", type=int,
+                   help="warm-up epochs (default: 5 when --batch-size exceeds 256, else 0)")
+    o.add_argument("--momentum", type=float, help=f"SGD momentum (default: {d['momentum']})")
+    o.add_argument("--weight-decay", type=float,
+                   help=f"weight decay of every parameter (default: {d['weight_decay']})")
+    o.add_argument("--label-smoothing", type=float,
+                   help=f"label smoothing of both heads' loss (default: {d['label_smoothing']})")
+    o.add_argument("--grad-clip", type=float, help=f"gradient-norm clip, 0 = off (default: {d['grad_clip']})")
+    return p
+
+
+def run_training(args: argparse.Namespace, defaults: Defaults, build_data: DataBuilder) -> int:
+    """The tools' main: settings, run folder, model, data and loop; ``error: ...`` and exit 2 on bad input."""
+    run = {k: getattr(args, k) for k in RUN_FLAGS}
+    config = argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in RUN_FLAGS})
+    try:
+        device = resolve_device(run["device"])
+        config = _settings(config, defaults, run, device)
+        ddp = init_distributed(device)
+        if ddp.world_size > 1:
+            dist.barrier()  # every process has checked the run folder before the first one writes to it
+        trainer = _build_trainer(config, run["out"], run["resume"], device, ddp, build_data, run["progress"])
+        trainer.run()
+    except (DataError, GenotypeError, SearchError, TrainError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with the same command plus --resume --out {run['out']}", file=sys.stderr)
+        return 130
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+def _settings(config: argparse.Namespace, defaults: Defaults, run: dict[str, Any],
+              device: torch.device) -> argparse.Namespace:
+    """The settings of a new run (checked) or the saved ones of a resumed run; fills ``run['out']``."""
+    config = _resumed(config, run) if run["resume"] else _new(config, defaults, run, device)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if config.batch_size % world_size:
+        raise TrainError(f"--batch-size {config.batch_size} does not split evenly over {world_size} processes")
+    return config
+
+
+def _resumed(config: argparse.Namespace, run: dict[str, Any]) -> argparse.Namespace:
+    if run["out"] is None:
+        raise TrainError("--resume needs --out RUN_FOLDER (the folder of the training to continue)")
+    saved = prepare_run_dir(run["out"], resume=True)
+    given = sorted(k for k, v in vars(config).items() if v is not None)
+    if given:
+        print(f"note: --resume uses the settings saved in {run['out']}; ignoring {', '.join(given)}", file=sys.stderr)
+    return argparse.Namespace(**saved)
+
+
+def _new(config: argparse.Namespace, defaults: Defaults, run: dict[str, Any],
+         device: torch.device) -> argparse.Namespace:
+    for key, value in defaults.items():
+        if getattr(config, key) is None:
+            setattr(config, key, value(config) if callable(value) else value)
+    if config.warmup_epochs is None:
+        config.warmup_epochs = 5 if config.batch_size > 256 else 0  # the authors warm up only above batch 256
+    if config.channels_last is None:
+        config.channels_last = device.type == "cpu"
+    config.amp = bool(config.amp)
+    _check(config, device)
+    if run["out"] is None:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise TrainError("under torchrun, give --out so that every process writes to the same folder")
+        run["out"] = Path("runs") / f"{config.model}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    prepare_run_dir(run["out"], resume=False)
+    return config
+
+
+def _check(c: argparse.Namespace, device: torch.device) -> None:
+    """One-line errors for settings that cannot work."""
+    positive = {"--epochs": c.epochs, "--batch-size": c.batch_size, "--lr": c.lr, "--init-channels": c.init_channels,
+                "--layers": c.layers}
+    for flag, value in positive.items():
+        if value is not None and value <= 0:
+            raise TrainError(f"{flag} must be > 0, got {value}")
+    if not 0 <= c.drop_path < 1:
+        raise TrainError(f"--drop-path must be in [0, 1), got {c.drop_path}")
+    if not 0 <= c.label_smoothing < 1:
+        raise TrainError(f"--label-smoothing must be in [0, 1), got {c.label_smoothing}")
+    if c.auxiliary_weight < 0 or c.grad_clip < 0 or c.warmup_epochs < 0 or c.workers < 0:
+        raise TrainError("--auxiliary-weight, --grad-clip, --warmup-epochs and --workers must be >= 0")
+    if c.amp and device.type != "cuda":
+        raise TrainError("--amp needs a CUDA device")
+    if not timm.is_model(c.model):
+        names = ", ".join(timm.list_models("*darts*")) or "none registered"
+        raise TrainError(f"unknown model {c.model!r}: registered DARTS-family models: {names}")
+    if c.genotype is not None:
+        c.genotype = resolve_genotype(c.genotype).to_string()  # names and files become the DARTS string
+
+
+def model_args(config: argparse.Namespace, num_classes: int) -> dict[str, Any]:
+    """Keyword arguments of ``timm.create_model(config.model, **model_args)``; unset sizes keep the model's."""
+    args: dict[str, Any] = {"num_classes": num_classes, "auxiliary": config.auxiliary_weight > 0,
+                            "drop_path_rate": config.drop_path}
+    optional = {"genotype": config.genotype, "C": config.init_channels, "layers": config.layers}
+    args.update({k: v for k, v in optional.items() if v is not None})
+    return args
+
+
+def _build_trainer(config: argparse.Namespace, out: Path, resume: bool, device: torch.device, ddp: Distributed,
+                   build_data: DataBuilder, progress: bool | None) -> Trainer:
+    random_seed(config.seed, ddp.rank)
+    data = build_data(config, ddp)
+    kwargs = model_args(config, data.num_classes)
+    model = timm.create_model(config.model, **kwargs)  # importing this package registered the DARTS models
+    if ddp.main and not resume:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / CONFIG).write_text(json.dumps(vars(config), indent=2) + "\n")
+    return Trainer(config, out, model, kwargs, data, device, ddp, progress)
