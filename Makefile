@@ -10,10 +10,13 @@ export OMP_NUM_THREADS ?= 1
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt tools/build_mmcv.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U "pip>=24"
-	$(PY) -m pip install -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install -c constraints.txt -e ".[timm,export,dev]"
+	bash tools/build_mmcv.sh $(VENV)
+	$(PY) -m pip install -c constraints.txt -e ".[mmdet]"
+	$(PY) -m pip install -c constraints.txt --no-deps openmim==0.3.9
 	touch $@
 
 demo: setup

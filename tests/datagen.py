@@ -145,3 +145,70 @@ def write_svhn(root: Path, n_train: int = 64, seed: int = 0) -> Path:
     svhn_labels = np.where(digits == 0, 10, digits).astype(np.uint8).reshape(-1, 1)
     scipy.io.savemat(root / "train_32x32.mat", {"X": images.transpose(1, 2, 3, 0), "y": svhn_labels})
     return root
+
+
+def write_imagenet_folder(
+    root: Path, classes: int = 3, per_class: int = 4, size: tuple[int, int] = (40, 48), seed: int = 0
+) -> Path:
+    """root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG: per_class images of size (height, width) per class.
+
+    Each class is a fixed 4x4 colour pattern stretched over the image, plus noise, so a small network can learn it.
+    """
+    from PIL import Image  # only this writer needs PIL
+
+    height, width = size
+    prototypes = np.random.default_rng(12345).uniform(0, 255, size=(classes, 4, 4, 3)).astype(np.uint8)
+    root = Path(root)
+    for split, split_seed in (("train", seed), ("val", seed + 100)):
+        noise = np.random.default_rng(split_seed)
+        for k in range(classes):
+            folder = root / split / f"n{k:08d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            pattern = np.asarray(Image.fromarray(prototypes[k]).resize((width, height), Image.NEAREST), dtype=float)
+            for i in range(per_class):
+                image = np.clip(pattern + noise.normal(0, 20, size=pattern.shape), 0, 255).astype(np.uint8)
+                Image.fromarray(image).save(folder / f"{split}_{k}_{i}.JPEG", quality=90)
+    return root
+
+
+def write_coco(
+    root: Path,
+    n_images: int = 6,
+    classes: tuple[str, ...] = ("a", "b", "c"),
+    size: tuple[int, int] = (128, 96),
+    seed: int = 0,
+) -> Path:
+    """A tiny COCO 2017 layout under root: ``train2017/``, ``val2017/`` (``n_images`` JPEGs each, ``size`` =
+    (width, height)) and ``annotations/instances_{train,val}2017.json``; every image holds one or two filled
+    boxes, each in its class's colour, on a noisy grey background. Category ids are 1..len(classes)."""
+    import json
+
+    from PIL import Image
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    colours = np.random.default_rng(12345).uniform(0, 255, size=(len(classes), 3))
+    width, height = size
+    categories = [{"id": k + 1, "name": name, "supercategory": "shape"} for k, name in enumerate(classes)]
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    for split_index, split in enumerate(("train2017", "val2017")):
+        (root / split).mkdir(exist_ok=True)
+        images, annotations = [], []
+        for i in range(n_images):
+            image_id = split_index * n_images + i + 1
+            pixels = rng.normal(128, 20, size=(height, width, 3))
+            for _ in range(rng.integers(1, 3)):
+                label = int(rng.integers(len(classes)))
+                w, h = (int(v) for v in rng.integers(16, min(width, height) // 2, size=2))
+                x, y = int(rng.integers(0, width - w)), int(rng.integers(0, height - h))
+                pixels[y : y + h, x : x + w] = colours[label]
+                annotations.append({
+                    "id": len(annotations) + 1, "image_id": image_id, "category_id": label + 1,
+                    "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0, "segmentation": [],
+                })  # fmt: skip
+            file_name = f"{image_id:012d}.jpg"
+            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(root / split / file_name, quality=95)
+            images.append({"id": image_id, "file_name": file_name, "width": width, "height": height})
+        document = {"images": images, "annotations": annotations, "categories": categories}
+        (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(document))
+    return root
