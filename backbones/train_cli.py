@@ -17,7 +17,7 @@ from timm.utils import random_seed
 
 from pdarts_wild.data import DataError
 from pdarts_wild.genotype import GenotypeError
-from pdarts_wild.search import Distributed, SearchError, init_distributed, resolve_device
+from pdarts_wild.search import Distributed, SearchError, init_distributed, resolve_device, run_tool
 from pdarts_wild.zoo import resolve_genotype
 
 from .schedulers import SCHEDULES
@@ -83,24 +83,17 @@ def run_training(args: argparse.Namespace, defaults: Defaults, build_data: DataB
     """The tools' main: settings, run folder, model, data and loop; ``error: ...`` and exit 2 on bad input."""
     run = {k: getattr(args, k) for k in RUN_FLAGS}
     config = argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in RUN_FLAGS})
-    try:
+
+    def train() -> None:
         device = resolve_device(run["device"])
-        config = _settings(config, defaults, run, device)
+        settings = _settings(config, defaults, run, device)
         ddp = init_distributed(device)
         if ddp.world_size > 1:
             dist.barrier()  # every process has checked the run folder before the first one writes to it
-        trainer = _build_trainer(config, run["out"], run["resume"], device, ddp, build_data, run["progress"])
-        trainer.run()
-    except (DataError, GenotypeError, SearchError, TrainError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with the same command plus --resume --out {run['out']}", file=sys.stderr)
-        return 130
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    return 0
+        _build_trainer(settings, run["out"], run["resume"], device, ddp, build_data, run["progress"]).run()
+
+    return run_tool(train, (DataError, GenotypeError, SearchError, TrainError),
+                    lambda: f"continue with the same command plus --resume --out {run['out']}")
 
 
 def _settings(config: argparse.Namespace, defaults: Defaults, run: dict[str, Any],

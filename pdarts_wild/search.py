@@ -5,11 +5,12 @@ import json
 import logging
 import os
 import random
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -37,6 +38,22 @@ RESULT = "genotype.json"
 
 class SearchError(Exception):
     """A problem with the run folder or environment; the message says how to fix it."""
+
+
+def run_tool(body: Callable[[], None], user_errors: tuple[type[Exception], ...], resume_hint: Callable[[], str]) -> int:
+    """A command-line tool's exit code: ``error: ...`` and 2 for ``user_errors``, 130 with ``resume_hint`` on Ctrl-C."""
+    try:
+        body()
+    except user_errors as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; {resume_hint()}", file=sys.stderr)
+        return 130
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
 
 
 # ------------------------------------------------------------------------------------------ run folder

@@ -16,12 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-import torch.distributed as dist
 
 from pdarts_wild.config import PRESETS, ConfigError, SearchConfig, resolve_config
 from pdarts_wild.data import DATASETS, DataError
 from pdarts_wild.genotype import GenotypeError
-from pdarts_wild.search import Search, SearchError, prepare_run_dir, resolve_device
+from pdarts_wild.search import Search, SearchError, prepare_run_dir, resolve_device, run_tool
 from pdarts_wild.spaces import SPACES
 from pdarts_wild.strategies import STRATEGIES
 
@@ -98,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
     run = {k: args.pop(k) for k in RUN_FLAGS}
     algorithm, dataset, preset = args.pop("algorithm"), args.pop("dataset"), args.pop("preset")
-    try:
+
+    def search() -> None:
         if run["resume"]:
             if run["out"] is None:
                 raise SearchError("--resume needs --out RUN_FOLDER (the folder of the search to continue)")
@@ -112,21 +112,13 @@ def main(argv: list[str] | None = None) -> int:
                 raise SearchError("under torchrun, give --out so that every process writes to the same folder")
             run["out"] = run["out"] or default_out(config)
             prepare_run_dir(run["out"], config, resume=False)
-        device = resolve_device(run["device"])
-        search = Search(config, run["out"], device, progress=run["progress"])
+        search = Search(config, run["out"], resolve_device(run["device"]), progress=run["progress"])
         result = search.run()
-    except (ConfigError, DataError, GenotypeError, SearchError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with: tools/search.py --resume --out {run['out']}", file=sys.stderr)
-        return 130
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    if search.ddp.main:
-        print(result.genotype.to_string())
-    return 0
+        if search.ddp.main:
+            print(result.genotype.to_string())
+
+    return run_tool(search, (ConfigError, DataError, GenotypeError, SearchError),
+                    lambda: f"continue with: tools/search.py --resume --out {run['out']}")
 
 
 if __name__ == "__main__":
