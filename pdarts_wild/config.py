@@ -31,6 +31,8 @@ class SearchConfig:
     channels: int = 16
     layers: list[int] = field(default_factory=lambda: [5, 11, 17])
     steps: int = 4
+    partial_channels: int = 1  # PC-DARTS' K: 1/K of the channels go through the mixed ops
+    edge_normalization: bool = False  # PC-DARTS' per-edge beta weights
     # stages
     epochs: list[int] = field(default_factory=lambda: [25])
     arch_frozen_epochs: list[int] = field(default_factory=lambda: [10])
@@ -123,6 +125,10 @@ def validate(config: SearchConfig) -> None:
         raise ConfigError("--skip-dropout rates must lie in [0, 1)")
     if config.channels < 2 or config.channels % 2:
         raise ConfigError(f"--channels must be even and at least 2, got {config.channels}")
+    k = config.partial_channels
+    if k < 1 or config.channels % k or (config.channels // k) % 2:
+        raise ConfigError(f"--partial-channels {k}: --channels {config.channels} must split into {k} groups of an "
+                          "even size")
     if not 0.0 < config.train_portion < 1.0:
         raise ConfigError("--train-portion must lie strictly between 0 and 1")
     if config.valid_last is not None and config.valid_last < 1:

@@ -165,12 +165,13 @@ class Search:
 
     def _fresh_state(self) -> dict[str, Any]:
         return {"stage": 0, "epoch": 0, "step": 0, "candidates": self.space.initial_candidates(),
-                "stage_genotypes": [], "history": [], "last_alphas": None}
+                "stage_genotypes": [], "history": [], "last_alphas": None, "last_edge_scale": None}
 
     def _build(self, stage: StagePlan, candidates: Candidates) -> None:
         c = self.config
         model = Supernet(self.space, candidates, self.info.num_classes, c.channels, stage.layers,
-                         skip_dropout=stage.skip_dropout).to(self.device)
+                         skip_dropout=stage.skip_dropout, partial_channels=c.partial_channels,
+                         edge_normalization=c.edge_normalization).to(self.device)
         self.model = model.to(memory_format=self.memory_format)
         self.forward: nn.Module = model
         if self.ddp.world_size > 1:
@@ -249,10 +250,11 @@ class Search:
                 return
 
     def _end_stage(self, stage: StagePlan, state: dict[str, Any]) -> None:
-        alphas = self.model.alpha_table()
-        state["stage_genotypes"].append(self.strategy.derive(alphas, state["candidates"]).genotype.to_string())
+        alphas, edge_scale = self.model.alpha_table(), self.model.edge_scale_table()
+        derived = self.strategy.derive(alphas, state["candidates"], edge_scale)
+        state["stage_genotypes"].append(derived.genotype.to_string())
         log.info("stage %d genotype: %s", state["stage"] + 1, state["stage_genotypes"][-1])
-        state["last_alphas"] = alphas
+        state["last_alphas"], state["last_edge_scale"] = alphas, edge_scale
         if stage.keep_ops is not None:
             state["candidates"] = self.strategy.prune(state["candidates"], alphas, stage)
         state["stage"] += 1
@@ -359,13 +361,16 @@ class Search:
             for e, weights in enumerate(edges):
                 for op, w in weights.items():
                     self.writer.add_scalar(f"alpha_{cell}/{_edge_name(e, self.space.steps)}/{op}", w, step)
+        for cell, scales in (self.model.edge_scale_table() or {}).items():
+            for e, g in enumerate(scales):
+                self.writer.add_scalar(f"edge_weight_{cell}/{_edge_name(e, self.space.steps)}", g, step)
         self.writer.flush()
 
     # ----------------------------------------------------------------------------------------- result
 
     def _finish(self, state: dict[str, Any]) -> Derivation:
         alphas = state["last_alphas"]
-        result = self.strategy.derive(alphas, state["candidates"])
+        result = self.strategy.derive(alphas, state["candidates"], state["last_edge_scale"])
         if self.ddp.world_size > 1:
             genotypes: list[str | None] = [None] * self.ddp.world_size
             dist.all_gather_object(genotypes, result.genotype.to_string())
@@ -383,6 +388,7 @@ class Search:
         c = self.config
         record = genotype_record(result.genotype, c.space, algorithm=c.algorithm, dataset=c.dataset, seed=c.seed,
                                  alphas=alphas, stage_genotypes=state["stage_genotypes"], **result.extras,
+                                 **({} if state["last_edge_scale"] is None else {"edge_weights": state["last_edge_scale"]}),
                                  final_valid_acc=state["history"][-1]["valid_acc"])
         (self.out / "genotype.txt").write_text(result.genotype.to_string() + "\n")
         plot_cells(result.genotype, self.out)

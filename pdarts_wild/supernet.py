@@ -13,17 +13,31 @@ from torch import nn
 from torch.nn import functional as F
 
 from .ops import POOLING_OPS, FactorizedReduce, ReLUConvBN, build_op, is_identity
-from .spaces import CELL_TYPES, Candidates, SearchSpace, edge_inputs
+from .spaces import CELL_TYPES, Candidates, SearchSpace, edge_inputs, node_edges
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Interleave ``groups`` channel groups: new channel j*groups + g holds old channel g*(C/groups) + j."""
+    n, c, h, w = x.shape
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
 class MixedEdge(nn.Module):
-    """Softmax-weighted sum of an edge's candidate ops; ``none`` contributes exactly zero and is not computed."""
+    """Softmax-weighted sum of an edge's candidate ops; ``none`` contributes exactly zero and is not computed.
 
-    def __init__(self, op_names: tuple[str, ...], channels: int, stride: int, affine: bool, skip_dropout: float) -> None:
+    With ``partial`` = K > 1 (PC-DARTS), only the first C/K channels go through the ops; the others
+    bypass them (max-pooled on stride-2 edges) and a channel shuffle mixes the two parts.
+    """
+
+    def __init__(self, op_names: tuple[str, ...], channels: int, stride: int, affine: bool, skip_dropout: float,
+                 partial: int = 1) -> None:
         super().__init__()
         self.op_names = op_names
+        self.stride = stride
+        self.partial = partial
         self.computed = [i for i, name in enumerate(op_names) if name != "none"]
-        self.ops = nn.ModuleList(self._build(op_names[i], channels, stride, affine, skip_dropout) for i in self.computed)
+        width = channels // partial
+        self.ops = nn.ModuleList(self._build(op_names[i], width, stride, affine, skip_dropout) for i in self.computed)
 
     @staticmethod
     def _build(name: str, channels: int, stride: int, affine: bool, skip_dropout: float) -> nn.Module:
@@ -35,6 +49,15 @@ class MixedEdge(nn.Module):
         return op
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        if self.partial == 1:
+            return self._mix(x, weights)
+        k = x.shape[1] // self.partial
+        bypass = x[:, k:]
+        if self.stride == 2:
+            bypass = F.max_pool2d(bypass, 2, 2)
+        return channel_shuffle(torch.cat([self._mix(x[:, :k], weights), bypass], dim=1), self.partial)
+
+    def _mix(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         return sum(weights[i] * op(x) for i, op in zip(self.computed, self.ops))
 
 
@@ -52,6 +75,7 @@ class SearchCell(nn.Module):
         reduction_prev: bool,
         affine: bool,
         skip_dropout: float,
+        partial: int = 1,
     ) -> None:
         super().__init__()
         self.reduction = reduction
@@ -62,17 +86,20 @@ class SearchCell(nn.Module):
             self.preprocess0 = ReLUConvBN(c_prev_prev, channels, 1, 1, 0, affine=affine)
         self.preprocess1 = ReLUConvBN(c_prev, channels, 1, 1, 0, affine=affine)
         self.edges = nn.ModuleList(
-            MixedEdge(ops, channels, 2 if reduction and j < 2 else 1, affine, skip_dropout)
+            MixedEdge(ops, channels, 2 if reduction and j < 2 else 1, affine, skip_dropout, partial)
             for ops, (_, j) in zip(candidates, edge_inputs(steps))
         )
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: list[torch.Tensor],
+                edge_scale: torch.Tensor | None = None) -> torch.Tensor:
+        """``edge_scale``: one factor per edge multiplying its output (PC-DARTS edge normalisation)."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         edge = 0
         for _ in range(self.steps):
             node = 0
             for state in states:
-                node = node + self.edges[edge](state, weights[edge])
+                out = self.edges[edge](state, weights[edge])
+                node = node + (out if edge_scale is None else edge_scale[edge] * out)
                 edge += 1
             states.append(node)
         return torch.cat(states[2:], dim=1)
@@ -92,8 +119,13 @@ class Supernet(nn.Module):
         skip_dropout: float = 0.0,
         affine: bool = False,
         in_chans: int = 3,
+        partial_channels: int = 1,
+        edge_normalization: bool = False,
     ) -> None:
         super().__init__()
+        if channels % partial_channels or (channels // partial_channels) % 2:
+            raise ValueError(f"partial channels: {channels} channels must split into {partial_channels} groups of an "
+                             "even size")
         self.space = space
         self.candidates = {cell: [space.ordered(ops) for ops in candidates[cell]] for cell in CELL_TYPES}
         steps = space.steps
@@ -107,7 +139,7 @@ class Supernet(nn.Module):
             c_curr = c_curr * 2 if reduction else c_curr
             cell_type = "reduce" if reduction else "normal"
             self.cells.append(SearchCell(self.candidates[cell_type], steps, c_prev_prev, c_prev, c_curr,
-                                         reduction, reduction_prev, affine, skip_dropout))
+                                         reduction, reduction_prev, affine, skip_dropout, partial_channels))
             reduction_prev = reduction
             c_prev_prev, c_prev = c_prev, steps * c_curr
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
@@ -115,6 +147,9 @@ class Supernet(nn.Module):
         n_ops = len(space.primitives)
         self.alphas = nn.ParameterDict(
             {cell: nn.Parameter(1e-3 * torch.randn(space.num_edges, n_ops)) for cell in CELL_TYPES}
+        )
+        self.betas = nn.ParameterDict(
+            {cell: nn.Parameter(1e-3 * torch.randn(space.num_edges)) for cell in CELL_TYPES} if edge_normalization else {}
         )
         for cell in CELL_TYPES:
             self.register_buffer(f"active_{cell}", self._mask(self.candidates[cell]), persistent=False)
@@ -137,6 +172,20 @@ class Supernet(nn.Module):
         mask: torch.Tensor = getattr(self, f"active_{cell}")
         return [probs[e][mask[e]] for e in range(probs.shape[0])]
 
+    def edge_scales(self, cell: str) -> torch.Tensor | None:
+        """PC-DARTS edge weights: softmax of the betas over the edges entering each node (None without them)."""
+        if cell not in self.betas:
+            return None
+        beta = self.betas[cell]
+        return torch.cat([F.softmax(beta[edges], dim=0) for edges in node_edges(self.space.steps)])
+
+    def edge_scale_table(self) -> dict[str, list[float]] | None:
+        """Per cell type, the edge weights of :meth:`edge_scales` (what genotype.json stores), or None."""
+        if not self.betas:
+            return None
+        with torch.no_grad():
+            return {cell: self.edge_scales(cell).tolist() for cell in CELL_TYPES}
+
     def alpha_table(self) -> dict[str, list[dict[str, float]]]:
         """Per cell type, per edge: op name -> softmax weight (what genotype.json stores)."""
         table = {}
@@ -153,7 +202,7 @@ class Supernet(nn.Module):
                 module.p = p
 
     def arch_parameters(self) -> list[nn.Parameter]:
-        return list(self.alphas.values())
+        return [*self.alphas.values(), *self.betas.values()]
 
     def weight_parameters(self) -> Iterator[nn.Parameter]:
         arch = {id(p) for p in self.arch_parameters()}
@@ -161,7 +210,9 @@ class Supernet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weights = {cell: self.edge_weights(cell) for cell in CELL_TYPES}
+        scales = {cell: self.edge_scales(cell) for cell in CELL_TYPES}
         s0 = s1 = self.stem(x)
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, weights["reduce" if cell.reduction else "normal"])
+            kind = "reduce" if cell.reduction else "normal"
+            s0, s1 = s1, cell(s0, s1, weights[kind], scales[kind])
         return self.classifier(self.global_pooling(s1).flatten(1))

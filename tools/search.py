@@ -5,6 +5,7 @@ Examples:
   tools/search.py                                   # P-DARTS on CIFAR-10, the paper's settings
   tools/search.py --dataset digits --preset quick   # every stage, ~10 min on 2 CPU cores, no download
   tools/search.py --algorithm darts --unrolled      # DARTS, second order
+  tools/search.py --algorithm pc-darts              # PC-DARTS (partial channels, edge normalisation)
   tools/search.py --out runs/x --resume             # continue a killed search where it stopped
   torchrun --nproc_per_node=4 tools/search.py --out runs/ddp   # several GPUs (or CPU processes)
 """
@@ -51,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     net = p.add_argument_group("supernet and stages")
     net.add_argument("--channels", type=int, help="initial channels of the supernet (paper: 16)")
     net.add_argument("--layers", type=int, nargs="+", help="cells per stage (P-DARTS: 5 11 17; DARTS: 8)")
+    net.add_argument("--partial-channels", type=int,
+                     help="PC-DARTS' K: only 1/K of the channels go through the mixed ops (PC-DARTS: 4; others: 1)")
+    net.add_argument("--edge-normalization", action=argparse.BooleanOptionalAction,
+                     help="PC-DARTS' edge weights (betas), also used to rank edges in the final cell (PC-DARTS: on)")
     net.add_argument("--epochs", type=int, nargs="+", help="epochs per stage (P-DARTS: 25; DARTS: 50)")
     net.add_argument("--arch-frozen-epochs", type=int, nargs="+",
                      help="epochs at the start of each stage that train weights only (P-DARTS: 10; DARTS: 0)")

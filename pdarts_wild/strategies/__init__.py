@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from .base import Derivation, StagePlan, Strategy
 from .darts import DARTS
+from .pcdarts import PCDARTS
 from .pdarts import PDARTS
 
-STRATEGIES: dict[str, type[Strategy]] = {"darts": DARTS, "pdarts": PDARTS}
+STRATEGIES: dict[str, type[Strategy]] = {"darts": DARTS, "pdarts": PDARTS, "pc-darts": PCDARTS}
 
 
 def get_strategy(name: str) -> type[Strategy]:

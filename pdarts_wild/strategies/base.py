@@ -8,6 +8,7 @@ from ..genotype import Genotype
 from ..spaces import Candidates
 
 AlphaTable = dict[str, list[dict[str, float]]]
+EdgeScale = dict[str, list[float]] | None
 
 
 @dataclass(frozen=True)
@@ -48,5 +49,6 @@ class Strategy:
         """Candidate ops of the next stage, given the ending stage's weights."""
         return candidates
 
-    def derive(self, alphas: AlphaTable, candidates: Candidates) -> Derivation:
+    def derive(self, alphas: AlphaTable, candidates: Candidates, edge_scale: EdgeScale = None) -> Derivation:
+        """The genotype from the final op weights (and PC-DARTS edge weights, where the supernet has them)."""
         raise NotImplementedError

@@ -5,7 +5,7 @@ from typing import Any, ClassVar
 
 from ..genotype import Genotype, derive_darts_cell
 from ..spaces import Candidates
-from .base import AlphaTable, Derivation, StagePlan, Strategy
+from .base import AlphaTable, Derivation, EdgeScale, StagePlan, Strategy
 
 
 class DARTS(Strategy):
@@ -27,8 +27,9 @@ class DARTS(Strategy):
         c = self.config
         return [StagePlan(c.layers[0], c.epochs[0], c.arch_frozen_epochs[0])]
 
-    def derive(self, alphas: AlphaTable, candidates: Candidates) -> Derivation:
+    def derive(self, alphas: AlphaTable, candidates: Candidates, edge_scale: EdgeScale = None) -> Derivation:
         steps = self.config.steps
-        cells = {cell: derive_darts_cell(alphas[cell], steps) for cell in ("normal", "reduce")}
+        cells = {cell: derive_darts_cell(alphas[cell], steps, None if edge_scale is None else edge_scale[cell])
+                 for cell in ("normal", "reduce")}
         concat = tuple(range(2, steps + 2))
         return Derivation(Genotype(cells["normal"], concat, cells["reduce"], concat))

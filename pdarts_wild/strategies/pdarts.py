@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Sequence
 
 from ..genotype import Genotype, Pair
 from ..spaces import CELL_TYPES, Candidates, edge_inputs, node_edges
-from .base import AlphaTable, Derivation, StagePlan, Strategy
+from .base import AlphaTable, Derivation, EdgeScale, StagePlan, Strategy
 
 MAX_SKIPS = 8  # a 4-node cell has 8 edges
 
@@ -47,7 +47,10 @@ class PDARTS(Strategy):
         assert stage.keep_ops is not None
         return {cell: [keep_strongest(edge, stage.keep_ops) for edge in alphas[cell]] for cell in CELL_TYPES}
 
-    def derive(self, alphas: AlphaTable, candidates: Candidates) -> Derivation:
+    def derive(self, alphas: AlphaTable, candidates: Candidates, edge_scale: EdgeScale = None) -> Derivation:
+        if edge_scale is not None:  # with PC-DARTS edge weights: rank edges by weighted op probabilities
+            alphas = {cell: [{op: w * g for op, w in edge.items()} for edge, g in zip(alphas[cell], edge_scale[cell])]
+                      for cell in alphas}
         steps = self.config.steps
         reduce = final_cell(alphas["reduce"], steps)
         by_limit = limit_skip_connects(alphas["normal"], steps)
