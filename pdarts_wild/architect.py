@@ -53,7 +53,7 @@ class Architect:
     def _second_order_grads(self, train: Batch, valid: Batch, lr: float, weight_optimizer: torch.optim.SGD) -> torch.Tensor:
         alphas = self.model.arch_parameters()
         arch = {id(a) for a in alphas}
-        names, weights = zip(*((n, p) for n, p in self.model.named_parameters() if id(p) not in arch))
+        names, weights = zip(*((n, p) for n, p in self.model.named_parameters() if id(p) not in arch and p.requires_grad))
         # Virtual forwards see copies of the BN statistics: only real steps move them.
         buffers = {n: b.clone() for n, b in self.model.named_buffers()}
 

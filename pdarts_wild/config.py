@@ -33,6 +33,8 @@ class SearchConfig:
     steps: int = 4
     partial_channels: int = 1  # PC-DARTS' K: 1/K of the channels go through the mixed ops
     edge_normalization: bool = False  # PC-DARTS' per-edge beta weights
+    random_features: bool = False  # RF-DARTS: affine BN in the supernet, convs frozen at their random init
+    rf_train_classifier: bool = False  # RF-DARTS: also train the classifier (frozen by default)
     # stages
     epochs: list[int] = field(default_factory=lambda: [25])
     arch_frozen_epochs: list[int] = field(default_factory=lambda: [10])

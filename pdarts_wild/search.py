@@ -171,7 +171,9 @@ class Search:
         c = self.config
         model = Supernet(self.space, candidates, self.info.num_classes, c.channels, stage.layers,
                          skip_dropout=stage.skip_dropout, partial_channels=c.partial_channels,
-                         edge_normalization=c.edge_normalization).to(self.device)
+                         edge_normalization=c.edge_normalization, affine=c.random_features).to(self.device)
+        if c.random_features:
+            model.freeze_random_features(c.rf_train_classifier)
         self.model = model.to(memory_format=self.memory_format)
         self.forward: nn.Module = model
         if self.ddp.world_size > 1:

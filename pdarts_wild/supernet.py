@@ -43,7 +43,7 @@ class MixedEdge(nn.Module):
     def _build(name: str, channels: int, stride: int, affine: bool, skip_dropout: float) -> nn.Module:
         op = build_op(name, channels, stride, affine)
         if name in POOLING_OPS:
-            return nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
+            return nn.Sequential(op, nn.BatchNorm2d(channels, affine=affine))
         if is_identity(op) and skip_dropout > 0:
             return nn.Sequential(op, nn.Dropout(skip_dropout))
         return op
@@ -201,12 +201,19 @@ class Supernet(nn.Module):
             if isinstance(module, nn.Dropout):
                 module.p = p
 
+    def freeze_random_features(self, train_classifier: bool = False) -> None:
+        """RF-DARTS: every conv (and, unless ``train_classifier``, the classifier) keeps its random initial
+        weights; with ``affine=True`` only the BatchNorm scales and shifts (and the architecture) learn."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d) or (module is self.classifier and not train_classifier):
+                module.requires_grad_(False)
+
     def arch_parameters(self) -> list[nn.Parameter]:
         return [*self.alphas.values(), *self.betas.values()]
 
     def weight_parameters(self) -> Iterator[nn.Parameter]:
         arch = {id(p) for p in self.arch_parameters()}
-        return (p for p in self.parameters() if id(p) not in arch)
+        return (p for p in self.parameters() if id(p) not in arch and p.requires_grad)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weights = {cell: self.edge_weights(cell) for cell in CELL_TYPES}

@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--skip-dropout", type=float, nargs="+",
                      help="initial skip-connect dropout per stage (P-DARTS CIFAR-10: 0.0 0.4 0.7, CIFAR-100: 0.1 0.2 0.3; "
                           "the authors' README command uses 0.1 0.4 0.7)")
+    net.add_argument("--random-features", action=argparse.BooleanOptionalAction,
+                     help="RF-DARTS: affine BatchNorm in the supernet, convolutions (and classifier) frozen at their "
+                          "random initialisation (rf-darts, rf-pcdarts: on)")
+    net.add_argument("--rf-train-classifier", action="store_true", default=None,
+                     help="with --random-features, train the classifier too")
     net.add_argument("--keep-ops", type=int, nargs="*", help="ops each edge keeps after each stage but the last (P-DARTS: 5 3)")
     net.add_argument("--skip-limit", type=int, help="most skip-connects in the final normal cell (P-DARTS: 2)")
 

@@ -5,8 +5,11 @@ from .base import Derivation, StagePlan, Strategy
 from .darts import DARTS
 from .pcdarts import PCDARTS
 from .pdarts import PDARTS
+from .rfdarts import RFDARTS, RFPCDARTS
 
-STRATEGIES: dict[str, type[Strategy]] = {"darts": DARTS, "pdarts": PDARTS, "pc-darts": PCDARTS}
+STRATEGIES: dict[str, type[Strategy]] = {
+    "darts": DARTS, "pdarts": PDARTS, "pc-darts": PCDARTS, "rf-darts": RFDARTS, "rf-pcdarts": RFPCDARTS,
+}
 
 
 def get_strategy(name: str) -> type[Strategy]:
