@@ -212,3 +212,99 @@ def write_coco(
         document = {"images": images, "annotations": annotations, "categories": categories}
         (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(document))
     return root
+
+
+# ------------------------------------------------------------------------------ person re-identification
+
+REID_SIZE = (128, 64)  # (height, width) of the generated person crops
+
+
+def _person_image(pid: int, rng: np.random.Generator) -> "Image.Image":
+    """A (128, 64) crop: the identity's upper- and lower-body colours (fixed per pid) plus noise."""
+    from PIL import Image
+
+    colours = np.random.default_rng(1000 + pid).uniform(0, 255, size=(2, 3))
+    height, width = REID_SIZE
+    pixels = np.repeat(colours, height // 2, axis=0)[:, None, :].repeat(width, axis=1)
+    pixels = pixels + rng.normal(0, 15, size=pixels.shape)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def _reid_views(
+    n_train_ids: int, n_test_ids: int, cameras: int, per_camera: int, first_pid: int
+) -> dict[str, list[tuple[int, int, int]]]:
+    """``(pid, camera, index)`` per split: train ids seen by every camera; each test id queried once from
+    camera 1 and in the gallery from cameras 2..``cameras`` only (so every query has a true match)."""
+    if cameras < 2:
+        raise ValueError(f"ReID test data needs at least 2 cameras, got {cameras}")
+    train_ids = range(first_pid, first_pid + n_train_ids)
+    test_ids = range(first_pid + n_train_ids, first_pid + n_train_ids + n_test_ids)
+    return {
+        "train": [(p, c, k) for p in train_ids for c in range(1, cameras + 1) for k in range(per_camera)],
+        "query": [(p, 1, 0) for p in test_ids],
+        "gallery": [(p, c, k) for p in test_ids for c in range(2, cameras + 1) for k in range(per_camera)],
+    }
+
+
+def _write_person_folders(
+    base: Path, folders: dict[str, str], views: dict[str, list[tuple[int, int, int]]],
+    name: "Callable[[int, int, int], str]", seed: int,
+) -> None:
+    """One JPEG per view, named by ``name(pid, camera, index)``, in ``base/folders[split]``."""
+    rng = np.random.default_rng(seed)
+    for split, folder in folders.items():
+        (base / folder).mkdir(parents=True, exist_ok=True)
+        for pid, cam, k in views[split]:
+            _person_image(pid, rng).save(base / folder / name(pid, cam, k), quality=95)
+
+
+MARKET_FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
+
+
+def write_market1501(
+    root: Path, n_train_ids: int = 6, n_test_ids: int = 4, cameras: int = 3, per_camera: int = 2, seed: int = 0
+) -> Path:
+    """Market-1501 as torchreid reads it: ``root/market1501/Market-1501-v15.09.15/{bounding_box_train,query,
+    bounding_box_test}/0002_c1s1_000451_03.jpg`` (pid, camera, sequence, frame, box). Returns the dataset folder."""
+    base = Path(root) / "market1501" / "Market-1501-v15.09.15"
+    views = _reid_views(n_train_ids, n_test_ids, cameras, per_camera, first_pid=1)
+    _write_person_folders(base, MARKET_FOLDERS, views, lambda p, c, k: f"{p:04d}_c{c}s1_{100 * k + p:06d}_01.jpg", seed)
+    return base
+
+
+def write_dukemtmcreid(
+    root: Path, n_train_ids: int = 6, n_test_ids: int = 4, cameras: int = 3, per_camera: int = 2, seed: int = 0
+) -> Path:
+    """DukeMTMC-reID as torchreid reads it: ``root/dukemtmc-reid/DukeMTMC-reID/{bounding_box_train,query,
+    bounding_box_test}/0001_c2_f0046182.jpg``. Returns the dataset folder."""
+    base = Path(root) / "dukemtmc-reid" / "DukeMTMC-reID"
+    views = _reid_views(n_train_ids, n_test_ids, cameras, per_camera, first_pid=1)
+    _write_person_folders(base, MARKET_FOLDERS, views, lambda p, c, k: f"{p:04d}_c{c}_f{1000 * k + p:07d}.jpg", seed)
+    return base
+
+
+def write_msmt17(
+    root: Path, n_train_ids: int = 6, n_test_ids: int = 4, cameras: int = 3, per_camera: int = 2, seed: int = 0
+) -> Path:
+    """MSMT17 (V1) as torchreid reads it: ``root/msmt17/MSMT17_V1/{train,test}/<pid>/<pid>_<n>_<cam>_0113morning_
+    <frame>_0.jpg`` and ``list_{train,val,query,gallery}.txt`` ("<pid>/<file> <pid>" lines; train pids
+    0..n-1, val = the first image of each train id). Returns the dataset folder."""
+    base = Path(root) / "msmt17" / "MSMT17_V1"
+    views = _reid_views(n_train_ids, n_test_ids, cameras, per_camera, first_pid=0)
+    folders = {"train": "train", "query": "test", "gallery": "test"}
+    counter = iter(range(10**6))
+
+    def relative(pid: int, cam: int, k: int) -> str:
+        return f"{pid:04d}/{pid:04d}_{next(counter):03d}_{cam:02d}_0113morning_{k:04d}_0.jpg"
+
+    names = {split: [relative(*view) for view in views[split]] for split in views}
+    rng = np.random.default_rng(seed)
+    for split, folder in folders.items():
+        for (pid, _, _), rel in zip(views[split], names[split]):
+            (base / folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            _person_image(pid, rng).save(base / folder / rel, quality=95)
+    lists = {**names, "val": [n for n, (_, c, k) in zip(names["train"], views["train"]) if c == 1 and k == 0]}
+    for split, rels in lists.items():
+        pids = [int(r.split("/")[0]) for r in rels]
+        (base / f"list_{split}.txt").write_text("".join(f"{r} {p}\n" for r, p in zip(rels, pids)))
+    return base

@@ -1,0 +1,240 @@
+"""torchreid models, checkpoints and tools/train_reid.py on tiny generated Market-1501 / DukeMTMC-reID / MSMT17."""
+from __future__ import annotations
+
+import collections
+import io
+import os
+import pickle
+import re
+import subprocess
+import sys
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+import torchreid
+from datagen import write_dukemtmcreid, write_market1501, write_msmt17
+from torchreid.reid.utils import load_checkpoint
+
+import backbones  # noqa: F401  (timm models)
+from backbones.torchreid_pdarts import (
+    MODEL_NAMES, PRETRAINED_ENV, PDARTSReID, ReIDModelError, build_pdarts_reid,
+)
+from pdarts_wild.networks import NetworkImageNet
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import train_reid  # noqa: E402  (tools/train_reid.py)
+
+CONFIGS = Path(__file__).resolve().parents[1] / "reid_configs"
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "train_reid.py"
+TINY = dict(init_channels=8, layers=5)
+TINY_OPTS = [
+    "model.pretrained", "False", "model.init_channels", "8", "model.layers", "5", "data.height", "64",
+    "data.width", "32", "train.batch_size", "8", "train.max_epoch", "1", "test.ranks", "[1, 5]",
+    "data.workers", "0", "train.print_freq", "1",
+]
+
+
+@pytest.fixture(scope="module")
+def reid_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("reid-data")
+    write_market1501(root)
+    write_dukemtmcreid(root)
+    write_msmt17(root)
+    return root
+
+
+def run_tool(*argv: str) -> tuple[int, str]:
+    """tools/train_reid.py's exit code and what it printed."""
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = train_reid.main(list(argv))
+    return code, out.getvalue()
+
+
+def metrics(output: str) -> tuple[float, float]:
+    """The last rank-1 and mAP (fractions) torchreid printed."""
+    rank1 = re.findall(r"Rank-1\s*: ([\d.]+)%", output)
+    mean_ap = re.findall(r"mAP: ([\d.]+)%", output)
+    assert rank1 and mean_ap, output[-2000:]
+    return float(rank1[-1]) / 100, float(mean_ap[-1]) / 100
+
+
+# ------------------------------------------------------------------------------------------ models
+
+
+def test_models_are_registered_with_torchreid(capsys: pytest.CaptureFixture) -> None:
+    torchreid.models.show_avai_models()
+    listed = capsys.readouterr().out
+    for name in ("pdarts_reid", "darts_v2_reid", "pc_darts_image_reid"):
+        assert name in MODEL_NAMES and f"'{name}'" in listed
+    model = torchreid.models.build_model("darts_v2_reid", num_classes=7, loss="softmax", pretrained=False)
+    reference = NetworkImageNet("DARTS_V2", num_classes=0)
+    assert {k: v.shape for k, v in model.backbone.state_dict().items()} == {
+        k: v.shape for k, v in reference.state_dict().items()
+    }
+    assert model.classifier.out_features == 7 and model.feature_dim == 768
+
+
+def test_genotype_kwarg_picks_the_cell() -> None:
+    ours = build_pdarts_reid(3, pretrained=False, genotype="DARTS_V1", **TINY)
+    reference = NetworkImageNet("DARTS_V1", C=8, layers=5, num_classes=0)
+    assert list(ours.backbone.state_dict()) == list(reference.state_dict())
+    assert [type(op) for op in ours.backbone.cells[0].ops] == [type(op) for op in reference.cells[0].ops]
+
+
+@pytest.mark.parametrize("loss", ["softmax", "triplet"])
+def test_model_contract(loss: str) -> None:
+    model = PDARTSReID(5, loss=loss, **TINY)
+    x = torch.randn(4, 3, 64, 32)
+    out = model.train()(x)
+    if loss == "triplet":
+        logits, features = out
+        assert features.shape == (4, model.feature_dim)
+    else:
+        logits = out
+    assert logits.shape == (4, 5)
+    assert model.eval()(x).shape == (4, model.feature_dim) == (4, 128)
+
+
+def test_head_options() -> None:
+    model = PDARTSReID(5, global_pool="max", feature_dim=64, bnneck=False, **TINY).eval()
+    x = torch.randn(2, 3, 64, 32)
+    assert model.feature_dim == 64 and model(x).shape == (2, 64)
+    assert isinstance(model.global_pool, torch.nn.AdaptiveMaxPool2d) and model.classifier.bias is not None
+    with pytest.raises(ReIDModelError, match="global_pool"):
+        PDARTSReID(5, global_pool="gem", **TINY)
+    with pytest.raises(ReIDModelError, match="last_stride"):
+        PDARTSReID(5, last_stride=4, **TINY)
+
+
+def test_last_stride_one_doubles_the_feature_map_with_the_same_weights() -> None:
+    x = torch.randn(2, 3, 128, 64)
+    strided, dense = PDARTSReID(5, last_stride=2, **TINY).eval(), PDARTSReID(5, last_stride=1, **TINY).eval()
+    dense.load_state_dict(strided.state_dict())  # same keys and shapes
+    assert strided.backbone.forward_features(x).shape[-2:] == (4, 2) and strided.feature_stride == 32
+    assert dense.backbone.forward_features(x).shape[-2:] == (8, 4) and dense.feature_stride == 16
+    assert dense(x).shape == strided(x).shape == (2, 128)
+    # The cells before the last reduction cell are untouched: the same map at stride 16.
+    before = strided.backbone.reduction_cells[-1] - 1
+    torch.testing.assert_close(*(m.backbone.cell_outputs(x, [before])[0] for m in (strided, dense)))
+
+
+def test_imagenet_weights_load_into_the_trunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    imagenet = timm.create_model("pdarts_imagenet", C=8, layers=5, auxiliary=True)
+    # The authors' layout: DataParallel's module. prefix and _ops.
+    authors = {"module." + k.replace(".ops.", "._ops."): v for k, v in imagenet.state_dict().items()}
+    path = tmp_path / "in1k.pth"
+    torch.save({"state_dict": authors, "epoch": 250}, path)
+    monkeypatch.setenv(PRETRAINED_ENV, str(path))
+    for model in (build_pdarts_reid(4, pretrained=True, pretrained_path=path, **TINY),
+                  build_pdarts_reid(4, pretrained=True, **TINY)):  # the path from the environment
+        trunk = model.backbone.state_dict()
+        for key, value in imagenet.state_dict().items():
+            if not key.startswith(("classifier.", "auxiliary_head.")):
+                torch.testing.assert_close(trunk[key], value)
+    monkeypatch.delenv(PRETRAINED_ENV)
+    with pytest.raises(ReIDModelError, match="pretrained_path"):
+        torchreid.models.build_model("pdarts_reid", num_classes=4)  # torchreid's default pretrained=True
+    with pytest.raises(ReIDModelError, match="does not match"):
+        build_pdarts_reid(4, pretrained=True, pretrained_path=path, genotype="DARTS_V2", **TINY)
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+
+
+def test_torchreid_checkpoints_load_under_weights_only(tmp_path: Path) -> None:
+    model = PDARTSReID(3, **TINY)
+    optimizer = torch.optim.Adam(model.parameters())
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[40, 70])
+    path = tmp_path / "model.pth.tar-1"
+    torch.save({"state_dict": model.state_dict(), "epoch": 1, "rank1": np.float32(0.5), "optimizer":
+                optimizer.state_dict(), "scheduler": scheduler.state_dict()}, path)
+    checkpoint = load_checkpoint(str(path))  # torchreid's loader: torch.load's default weights_only=True
+    assert checkpoint["rank1"] == np.float32(0.5) and checkpoint["scheduler"]["milestones"] == collections.Counter([40, 70])
+    torch.save({"state_dict": model.state_dict(), "note": Path("x")}, path)  # an unrelated class stays refused
+    with pytest.raises(pickle.UnpicklingError, match="PosixPath"):
+        load_checkpoint(str(path))
+
+
+# ------------------------------------------------------------------------------------------ data
+
+
+@pytest.mark.parametrize("name,ids,train_images", [("market1501", 6, 36), ("dukemtmcreid", 6, 36), ("msmt17", 6, 36)])
+def test_datasets_load_in_torchreid_layout(reid_root: Path, name: str, ids: int, train_images: int) -> None:
+    cfg = train_reid.load_config(CONFIGS / f"{name}_softmax.yaml", ["data.root", str(reid_root), "data.workers", "0"])
+    with redirect_stdout(io.StringIO()):
+        dm = train_reid.build_datamanager(cfg)
+    assert dm.num_train_pids == ids and len(dm.train_loader.dataset) == train_images
+    q, g = dm.fetch_test_loaders(name)  # (path, pid, camid, dsetid) records
+    assert len(q) == 4 and len(g) == 16
+    assert all(any(gp == qp and gc != qc for _, gp, gc, *_ in g) for _, qp, qc, *_ in q)
+
+
+# ------------------------------------------------------------------------------------------ tool
+
+
+def test_train_then_test_only_on_market1501(reid_root: Path, tmp_path: Path) -> None:
+    save = tmp_path / "run"
+    code, output = run_tool("--config", str(CONFIGS / "market1501_softmax.yaml"), "--root", str(reid_root),
+                            *TINY_OPTS, "data.save_dir", str(save))
+    assert code == 0, output[-2000:]
+    rank1, mean_ap = metrics(output)
+    assert 0.5 <= rank1 <= 1 and 0.5 <= mean_ap <= 1  # colour-coded identities: easy after one epoch
+    checkpoint = save / "model" / "model.pth.tar-1"
+    assert checkpoint.is_file() and list(save.glob("events.out.tfevents.*")) and list(save.glob("train.log-*"))
+    assert "Rank-1" in next(save.glob("train.log-*")).read_text()
+    saved = load_checkpoint(str(checkpoint))
+    assert saved["epoch"] == 1 and saved["rank1"] == pytest.approx(rank1, abs=1e-3)
+
+    code, output = run_tool("--config", str(CONFIGS / "market1501_softmax.yaml"), "--root", str(reid_root),
+                            "--test-only", *TINY_OPTS, "data.save_dir", str(save), "model.load_weights", str(checkpoint))
+    assert code == 0, output[-2000:]
+    assert "Successfully loaded pretrained weights" in output and "=> Start training" not in output
+    assert metrics(output) == pytest.approx((rank1, mean_ap), abs=1e-3)
+
+
+def test_triplet_on_msmt17_resumes_and_tests_on_dukemtmcreid(reid_root: Path, tmp_path: Path) -> None:
+    save = tmp_path / "run"
+    base = ["--config", str(CONFIGS / "msmt17_triplet.yaml"), "--root", str(reid_root), *TINY_OPTS,
+            "data.save_dir", str(save)]
+    code, output = run_tool(*base)
+    assert code == 0, output[-2000:]
+    assert "loss_t" in output and "loss_x" in output  # softmax + triplet
+    metrics(output)
+    code, output = run_tool(*base, "train.max_epoch", "2", "model.resume", str(save / "model" / "model.pth.tar-1"),
+                            "data.targets", "['dukemtmcreid']")
+    assert code == 0, output[-2000:]
+    assert "Last epoch = 1" in output and "Evaluating dukemtmcreid (target)" in output
+    assert load_checkpoint(str(save / "model" / "model.pth.tar-2"))["epoch"] == 2
+    metrics(output)
+
+
+@pytest.mark.parametrize("flags,opts,message", [
+    (["--config", "reid_configs/nope.yaml"], [], "config file"),
+    (["--root", "{empty}"], [], "dataset 'market1501' not found"),
+    ([], ["train.no_such_key", "1"], "unknown config key 'train.no_such_key'"),
+    (["--test-only"], [], "model.load_weights"),
+    ([], ["model.genotype", "NOT_A_CELL"], "NOT_A_CELL"),
+])
+def test_user_errors(reid_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture, flags: list[str],
+                     opts: list[str], message: str) -> None:
+    options = {"--config": str(CONFIGS / "market1501_softmax.yaml"), "--root": str(reid_root)}
+    switches = [f for f in flags if f == "--test-only"]
+    options.update(zip(flags[::2], flags[1::2])) if not switches else None
+    argv = [*(x for kv in options.items() for x in kv), *switches, *TINY_OPTS, "data.save_dir", str(tmp_path / "run"), *opts]
+    argv = [a.replace("{empty}", str(tmp_path)) for a in argv]
+    assert train_reid.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and message in err[-1]
+    if "not found" in message:
+        assert "Market-1501-v15.09.15/{bounding_box_train" in err[-1] and not (tmp_path / "market1501").exists()
+
+
+def test_tool_runs_as_a_script(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(TOOL), "--config", str(tmp_path / "none.yaml")], capture_output=True,
+                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("error: config file")

@@ -1,0 +1,313 @@
+#!/usr/bin/env python
+"""Train and evaluate a searched cell for person re-identification with torchreid (see README, "Person re-identification").
+
+Reads a torchreid config (YAML with the keys of torchreid's ``scripts/default_config.py``, plus the
+P-DARTS model settings under ``model``), then ``KEY VALUE`` overrides as torchreid's ``scripts/main.py``
+takes them. Builds torchreid's ImageDataManager and ImageSoftmaxEngine / ImageTripletEngine, trains,
+evaluates (CMC rank-k, mAP) and writes checkpoints, TensorBoard logs and a log file to ``data.save_dir``.
+
+Examples:
+  tools/train_reid.py --config reid_configs/market1501_softmax.yaml --root reid-data model.pretrained_path in1k.pth
+  tools/train_reid.py --config reid_configs/market1501_triplet.yaml data.targets "['dukemtmcreid']"   # cross-dataset
+  tools/train_reid.py --config reid_configs/market1501_softmax.yaml --test-only \\
+      model.load_weights log/pdarts_reid_market1501_softmax/model/model.pth.tar-60
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import copy
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+import yaml
+from torchreid.reid import data as reid_data
+from torchreid.reid import engine as reid_engine
+from torchreid.reid import models as reid_models
+from torchreid.reid import optim as reid_optim
+from torchreid.reid import utils as reid_utils
+from torch import nn
+
+from backbones.torchreid_pdarts import MODEL_FACTORY, ReIDModelError
+from pdarts_wild.genotype import GenotypeError
+from pdarts_wild.search import run_tool
+
+Config = dict[str, Any]
+
+# torchreid's scripts/default_config.py (image data), and the P-DARTS model settings under "model".
+DEFAULTS: Config = {
+    "model": {
+        "name": "pdarts_reid", "pretrained": True, "load_weights": "", "resume": "",
+        "pretrained_path": "", "genotype": "", "init_channels": 48, "layers": 14, "global_pool": "avg",
+        "feature_dim": 0, "bnneck": True, "last_stride": 2,
+    },
+    "data": {
+        "type": "image", "root": "reid-data", "sources": ["market1501"], "targets": ["market1501"], "workers": 4,
+        "split_id": 0, "height": 256, "width": 128, "combineall": False, "transforms": ["random_flip"], "k_tfm": 1,
+        "norm_mean": [0.485, 0.456, 0.406], "norm_std": [0.229, 0.224, 0.225], "save_dir": "log",
+        "load_train_targets": False,
+    },
+    "market1501": {"use_500k_distractors": False},
+    "cuhk03": {"labeled_images": False, "classic_split": False, "use_metric_cuhk03": False},
+    "sampler": {
+        "train_sampler": "RandomSampler", "train_sampler_t": "RandomSampler", "num_instances": 4, "num_cams": 1,
+        "num_datasets": 1,
+    },
+    "train": {
+        "optim": "adam", "lr": 0.0003, "weight_decay": 5e-4, "max_epoch": 60, "start_epoch": 0, "batch_size": 32,
+        "fixbase_epoch": 0, "open_layers": ["classifier"], "staged_lr": False, "new_layers": ["classifier"],
+        "base_lr_mult": 0.1, "lr_scheduler": "single_step", "stepsize": [20], "gamma": 0.1, "print_freq": 20,
+        "seed": 1,
+    },
+    "sgd": {"momentum": 0.9, "dampening": 0.0, "nesterov": False},
+    "rmsprop": {"alpha": 0.99},
+    "adam": {"beta1": 0.9, "beta2": 0.999},
+    "loss": {
+        "name": "softmax", "softmax": {"label_smooth": True},
+        "triplet": {"margin": 0.3, "weight_t": 1.0, "weight_x": 0.0},
+    },
+    "test": {
+        "batch_size": 100, "dist_metric": "euclidean", "normalize_feature": False, "ranks": [1, 5, 10, 20],
+        "evaluate": False, "eval_freq": -1, "start_eval": 0, "rerank": False, "visrank": False, "visrank_topk": 10,
+    },
+    "use_gpu": True,
+}
+
+# Where each benchmark's files go under data.root (torchreid's dataset classes).
+LAYOUTS = {
+    "market1501": "market1501/Market-1501-v15.09.15/{bounding_box_train,query,bounding_box_test}/0002_c1s1_000451_03.jpg",
+    "dukemtmcreid": "dukemtmc-reid/DukeMTMC-reID/{bounding_box_train,query,bounding_box_test}/0001_c2_f0046182.jpg",
+    "msmt17": "msmt17/MSMT17_V1/{train,test}/ with list_{train,val,query,gallery}.txt beside them (or MSMT17_V2/"
+              "{mask_train_v2,mask_test_v2}/)",
+}
+
+
+class ConfigError(ValueError):
+    """A bad config file, key, value or dataset folder."""
+
+
+# ------------------------------------------------------------------------------------------ config
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    """``value`` with the type of ``default`` (ints become floats, tuples lists); a ``ConfigError`` otherwise."""
+    if isinstance(default, float) and isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if isinstance(default, list) and isinstance(value, (tuple, str)):
+        value = list(value) if isinstance(value, tuple) else [value]
+    if not isinstance(value, type(default)) or (isinstance(value, bool) != isinstance(default, bool)):
+        raise ConfigError(f"{key}: expected {type(default).__name__}, got {value!r}")
+    return value
+
+
+def merge(cfg: Config, updates: dict[str, Any], prefix: str = "") -> None:
+    """Merge ``updates`` into ``cfg`` in place, as yacs does: only known keys, values of the default's type."""
+    for name, value in updates.items():
+        key = f"{prefix}{name}"
+        if name not in cfg:
+            raise ConfigError(f"unknown config key {key!r}")
+        if isinstance(cfg[name], dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key}: expected a mapping of keys, got {value!r}")
+            merge(cfg[name], value, key + ".")
+        else:
+            cfg[name] = _coerce(key, value, cfg[name])
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as yacs reads it: a Python literal, or else the string itself."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def load_config(path: Path, opts: list[str]) -> Config:
+    """Defaults, then the YAML file, then ``KEY VALUE`` pairs (``train.max_epoch 1``)."""
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found (see reid_configs/)")
+    cfg = copy.deepcopy(DEFAULTS)
+    cfg["use_gpu"] = torch.cuda.is_available()
+    merge(cfg, yaml.safe_load(path.read_text()) or {})
+    if len(opts) % 2:
+        raise ConfigError(f"overrides come in KEY VALUE pairs, got {opts}")
+    for key, text in zip(opts[::2], opts[1::2]):
+        *parents, leaf = key.split(".")
+        update: dict[str, Any] = {leaf: parse_value(text)}
+        for parent in reversed(parents):
+            update = {parent: update}
+        merge(cfg, update)
+    return cfg
+
+
+# ------------------------------------------------------------------------------------------ building
+
+
+def check_datasets(cfg: Config) -> None:
+    """Each dataset's folder must exist under ``data.root``: torchreid would otherwise try to download it."""
+    if cfg["data"]["type"] != "image":
+        raise ConfigError(f"data.type must be 'image' (video ReID is not supported), got {cfg['data']['type']!r}")
+    factory = vars(reid_data.datasets)["__image_datasets"]
+    root = Path(cfg["data"]["root"]).expanduser()
+    for name in dict.fromkeys(cfg["data"]["sources"] + cfg["data"]["targets"]):
+        if name not in factory:
+            raise ConfigError(f"unknown dataset {name!r}; torchreid's image datasets: {sorted(factory)}")
+        if not (root / factory[name].dataset_dir).is_dir():
+            raise ConfigError(f"dataset {name!r} not found: {missing_hint(root, name)}")
+
+
+def missing_hint(root: Path, name: str) -> str:
+    """Where ``name``'s files belong under ``root``."""
+    layout = LAYOUTS.get(name, f"{vars(reid_data.datasets)['__image_datasets'][name].dataset_dir}/ as torchreid documents")
+    return f"put its files as {root}/{layout} (or set --root / data.root)"
+
+
+def build_datamanager(cfg: Config) -> reid_data.ImageDataManager:
+    """torchreid's ImageDataManager from the config (as ``scripts/main.py``'s ``imagedata_kwargs``)."""
+    check_datasets(cfg)
+    d, s = cfg["data"], cfg["sampler"]
+    try:
+        return reid_data.ImageDataManager(
+            root=d["root"], sources=d["sources"], targets=d["targets"], height=d["height"], width=d["width"],
+            transforms=d["transforms"], k_tfm=d["k_tfm"], norm_mean=d["norm_mean"], norm_std=d["norm_std"],
+            use_gpu=cfg["use_gpu"], split_id=d["split_id"], combineall=d["combineall"],
+            load_train_targets=d["load_train_targets"], batch_size_train=cfg["train"]["batch_size"],
+            batch_size_test=cfg["test"]["batch_size"], workers=d["workers"], num_instances=s["num_instances"],
+            num_cams=s["num_cams"], num_datasets=s["num_datasets"], train_sampler=s["train_sampler"],
+            train_sampler_t=s["train_sampler_t"], cuhk03_labeled=cfg["cuhk03"]["labeled_images"],
+            cuhk03_classic_split=cfg["cuhk03"]["classic_split"],
+            market1501_500k=cfg["market1501"]["use_500k_distractors"],
+        )
+    except (RuntimeError, AssertionError, FileNotFoundError) as e:  # torchreid's checks of the dataset folders
+        names = ", ".join(dict.fromkeys(d["sources"] + d["targets"]))
+        hints = "; ".join(missing_hint(Path(d["root"]).expanduser(), n) for n in dict.fromkeys(d["sources"] + d["targets"]))
+        raise ConfigError(f"cannot read dataset(s) {names}: {e or type(e).__name__}; {hints}") from e
+
+
+def build_model(cfg: Config, num_classes: int) -> nn.Module:
+    """Our registered models with the config's P-DARTS settings; other torchreid models by name."""
+    m = cfg["model"]
+    loss = "triplet" if cfg["loss"]["name"] == "triplet" else "softmax"
+    if m["name"] not in MODEL_FACTORY:
+        if m["name"] not in vars(reid_models)["__model_factory"]:
+            raise ConfigError(f"unknown model.name {m['name']!r}; ours: {sorted(MODEL_FACTORY)}")
+        return reid_models.build_model(m["name"], num_classes, loss, m["pretrained"], cfg["use_gpu"])
+    settings = {k: m[k] for k in ("init_channels", "layers", "global_pool", "feature_dim", "bnneck", "last_stride")}
+    if m["genotype"]:
+        settings["genotype"] = m["genotype"]
+    return MODEL_FACTORY[m["name"]](num_classes, loss, m["pretrained"], cfg["use_gpu"],
+                                    pretrained_path=m["pretrained_path"] or None, **settings)
+
+
+def build_engine(cfg: Config, datamanager: reid_data.ImageDataManager, model: nn.Module) -> reid_engine.Engine:
+    """torchreid's optimizer, scheduler and ImageSoftmaxEngine / ImageTripletEngine (``loss.name``)."""
+    t = cfg["train"]
+    optimizer = reid_optim.build_optimizer(
+        model, optim=t["optim"], lr=t["lr"], weight_decay=t["weight_decay"], momentum=cfg["sgd"]["momentum"],
+        sgd_dampening=cfg["sgd"]["dampening"], sgd_nesterov=cfg["sgd"]["nesterov"],
+        rmsprop_alpha=cfg["rmsprop"]["alpha"], adam_beta1=cfg["adam"]["beta1"], adam_beta2=cfg["adam"]["beta2"],
+        staged_lr=t["staged_lr"], new_layers=t["new_layers"], base_lr_mult=t["base_lr_mult"],
+    )
+    scheduler = reid_optim.build_lr_scheduler(optimizer, lr_scheduler=t["lr_scheduler"], stepsize=t["stepsize"],
+                                              gamma=t["gamma"], max_epoch=t["max_epoch"])
+    if cfg["model"]["resume"]:
+        t["start_epoch"] = reid_utils.resume_from_checkpoint(cfg["model"]["resume"], model, optimizer, scheduler)
+    loss = cfg["loss"]
+    label_smooth = loss["softmax"]["label_smooth"]
+    if loss["name"] == "softmax":
+        return reid_engine.ImageSoftmaxEngine(datamanager, model, optimizer=optimizer, scheduler=scheduler,
+                                              use_gpu=cfg["use_gpu"], label_smooth=label_smooth)
+    if loss["name"] == "triplet":
+        tr = loss["triplet"]
+        return reid_engine.ImageTripletEngine(datamanager, model, optimizer=optimizer, margin=tr["margin"],
+                                              weight_t=tr["weight_t"], weight_x=tr["weight_x"], scheduler=scheduler,
+                                              use_gpu=cfg["use_gpu"], label_smooth=label_smooth)
+    raise ConfigError(f"loss.name must be 'softmax' or 'triplet', got {loss['name']!r}")
+
+
+def run(cfg: Config) -> None:
+    """Build everything from ``cfg`` and run torchreid's engine (train then test, or test only)."""
+    reid_utils.set_random_seed(cfg["train"]["seed"])
+    test_only = cfg["test"]["evaluate"]
+    if test_only and not cfg["model"]["load_weights"]:
+        raise ConfigError("--test-only needs the weights to test: model.load_weights PATH (a torchreid checkpoint)")
+    for key in ("load_weights", "resume"):
+        if cfg["model"][key] and not Path(cfg["model"][key]).expanduser().is_file():
+            raise ConfigError(f"model.{key}: checkpoint {cfg['model'][key]!r} not found")
+    datamanager = build_datamanager(cfg)
+    model = build_model(cfg, datamanager.num_train_pids)
+    if cfg["model"]["load_weights"]:
+        reid_utils.load_pretrained_weights(model, cfg["model"]["load_weights"])
+    if cfg["use_gpu"]:
+        model = model.cuda()
+    engine = build_engine(cfg, datamanager, model)
+    t, e = cfg["train"], cfg["test"]
+    engine.run(
+        save_dir=cfg["data"]["save_dir"], max_epoch=t["max_epoch"], start_epoch=t["start_epoch"],
+        print_freq=t["print_freq"], fixbase_epoch=t["fixbase_epoch"], open_layers=t["open_layers"],
+        start_eval=e["start_eval"], eval_freq=e["eval_freq"], test_only=test_only, dist_metric=e["dist_metric"],
+        normalize_feature=e["normalize_feature"], visrank=e["visrank"], visrank_topk=e["visrank_topk"],
+        use_metric_cuhk03=cfg["cuhk03"]["use_metric_cuhk03"], ranks=e["ranks"], rerank=e["rerank"],
+    )
+
+
+class Tee:
+    """A text stream writing to several (the console and the run's log file); torchreid's ``Logger``
+    closes the console when it goes away."""
+
+    def __init__(self, *streams: TextIO) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tools/train_reid.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, required=True, help="torchreid YAML config (reid_configs/*.yaml)")
+    p.add_argument("--root", help="folder holding the datasets (data.root)")
+    p.add_argument("--test-only", action="store_true", help="only evaluate model.load_weights (test.evaluate True)")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ... (e.g. train.max_epoch 1)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    state: Config = {}
+
+    def body() -> None:
+        cfg = state["cfg"] = load_config(args.config, args.opts)
+        if args.root:
+            cfg["data"]["root"] = args.root
+        if args.test_only:
+            cfg["test"]["evaluate"] = True
+        save_dir = Path(cfg["data"]["save_dir"])
+        save_dir.mkdir(parents=True, exist_ok=True)
+        (save_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        log_name = f"{'test' if args.test_only else 'train'}.log-{time.strftime('%Y-%m-%d-%H-%M-%S')}"
+        with open(save_dir / log_name, "w") as log, contextlib.redirect_stdout(Tee(sys.stdout, log)):
+            run(cfg)
+
+    def hint() -> str:
+        save_dir = state.get("cfg", DEFAULTS)["data"]["save_dir"]
+        return f"continue with model.resume {save_dir}/model/model.pth.tar-<epoch>"
+
+    return run_tool(body, (ConfigError, ReIDModelError, GenotypeError, yaml.YAMLError), hint)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
