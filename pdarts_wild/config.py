@@ -106,9 +106,14 @@ def validate(config: SearchConfig) -> None:
     """Broadcast single per-stage values and reject inconsistent settings."""
     _checked_strategy(config.algorithm)
     try:
-        get_space(config.space)
+        space = get_space(config.space)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    most_ops = max(len(ops) for edges in space.initial_candidates().values() for ops in edges)
+    if config.keep_ops and config.keep_ops[0] >= most_ops:
+        raise ConfigError(f"--algorithm {config.algorithm} prunes edges to {config.keep_ops[0]} ops after stage 1, but "
+                          f"the edges of space {config.space} hold at most {most_ops}: search it with darts, pc-darts "
+                          "or rf-darts")
     stages = config.num_stages
     for name in PER_STAGE[1:]:
         value = getattr(config, name)

@@ -26,6 +26,17 @@ class Zero(nn.Module):
         return torch.zeros_like(x[:, :, :: self.stride, :: self.stride])
 
 
+class Noise(nn.Module):
+    """RobustDARTS' ``noise`` op (space S4): a fresh N(0, 1) sample of the output shape, on every call."""
+
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.randn_like(x[:, :, :: self.stride, :: self.stride])
+
+
 class ReLUConvBN(nn.Module):
     """ReLU -> k x k conv -> BN: the 1x1 cell preprocessing."""
 
@@ -130,6 +141,7 @@ OPS: dict[str, OpFactory] = {
     "dil_conv_3x3": _dil(3),
     "dil_conv_5x5": _dil(5),
     "conv_7x1_1x7": conv_7x1_1x7,
+    "noise": lambda c, stride, affine: Noise(stride),
 }
 
 POOLING_OPS = frozenset({"max_pool_3x3", "avg_pool_3x3"})

@@ -36,11 +36,16 @@ def node_edges(steps: int = 4) -> list[list[int]]:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """A cell search space: the alpha column order and each edge's initial candidate ops."""
+    """A cell search space: the alpha column order and each edge's initial candidate ops.
+
+    ``edge_ops`` gives per cell type, per edge, the ops of spaces whose edges differ (RobustDARTS S1);
+    without it every edge holds every primitive.
+    """
 
     name: str
     primitives: tuple[str, ...]
     steps: int = 4
+    edge_ops: dict[str, tuple[tuple[str, ...], ...]] | None = None
 
     @property
     def num_edges(self) -> int:
@@ -56,11 +61,37 @@ class SearchSpace:
         return tuple(op for op in self.primitives if op in ops)
 
     def initial_candidates(self) -> Candidates:
-        """Every edge of both cell types holds every primitive."""
-        return {cell: [self.primitives] * self.num_edges for cell in CELL_TYPES}
+        """Each edge's ops when a search starts (every primitive, unless ``edge_ops`` says otherwise)."""
+        if self.edge_ops is None:
+            return {cell: [self.primitives] * self.num_edges for cell in CELL_TYPES}
+        return {cell: [self.ordered(ops) for ops in self.edge_ops[cell]] for cell in CELL_TYPES}
 
 
-SPACES: dict[str, SearchSpace] = {"darts": SearchSpace("darts", DARTS_PRIMITIVES)}
+def _pairs(text: str) -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple(pair.split("+")) for pair in text.split())
+
+
+# RobustDARTS S1 (Zela et al., ICLR 2020): two ops per edge, edges in alpha-row order.
+_S1 = {
+    "normal": _pairs("skip_connect+dil_conv_3x3 skip_connect+dil_conv_5x5 skip_connect+dil_conv_5x5 "
+                     "skip_connect+sep_conv_3x3 skip_connect+dil_conv_3x3 max_pool_3x3+skip_connect "
+                     "skip_connect+sep_conv_3x3 skip_connect+sep_conv_3x3 skip_connect+dil_conv_3x3 "
+                     "skip_connect+sep_conv_3x3 max_pool_3x3+skip_connect skip_connect+dil_conv_3x3 "
+                     "dil_conv_3x3+dil_conv_5x5 dil_conv_3x3+dil_conv_5x5"),
+    "reduce": _pairs("max_pool_3x3+avg_pool_3x3 max_pool_3x3+dil_conv_3x3 max_pool_3x3+avg_pool_3x3 "
+                     "max_pool_3x3+avg_pool_3x3 skip_connect+dil_conv_5x5 max_pool_3x3+avg_pool_3x3 "
+                     "max_pool_3x3+sep_conv_3x3 skip_connect+dil_conv_3x3 skip_connect+dil_conv_5x5 "
+                     "max_pool_3x3+avg_pool_3x3 max_pool_3x3+avg_pool_3x3 skip_connect+dil_conv_5x5 "
+                     "skip_connect+dil_conv_5x5 skip_connect+dil_conv_5x5"),
+}
+
+SPACES: dict[str, SearchSpace] = {
+    "darts": SearchSpace("darts", DARTS_PRIMITIVES),
+    "s1": SearchSpace("s1", tuple(op for op in DARTS_PRIMITIVES if op != "none"), edge_ops=_S1),
+    "s2": SearchSpace("s2", ("skip_connect", "sep_conv_3x3")),
+    "s3": SearchSpace("s3", ("none", "skip_connect", "sep_conv_3x3")),
+    "s4": SearchSpace("s4", ("noise", "sep_conv_3x3")),
+}
 
 
 def get_space(name: str) -> SearchSpace:

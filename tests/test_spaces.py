@@ -1,0 +1,85 @@
+"""RobustDARTS spaces S1-S4 and the noise op, through the one supernet and the search tool."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pdarts_wild.config import ConfigError, resolve_config
+from pdarts_wild.genotype import read_genotype_file
+from pdarts_wild.networks import NetworkCIFAR
+from pdarts_wild.ops import build_op
+from pdarts_wild.spaces import SPACES, edge_inputs, get_space
+from pdarts_wild.supernet import Supernet
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_s1_edges_hold_the_published_pairs() -> None:
+    candidates = get_space("s1").initial_candidates()
+    assert candidates["normal"][0] == ("skip_connect", "dil_conv_3x3")
+    assert candidates["normal"][5] == ("max_pool_3x3", "skip_connect")
+    assert candidates["normal"][12] == ("dil_conv_3x3", "dil_conv_5x5")
+    assert candidates["reduce"][1] == ("max_pool_3x3", "dil_conv_3x3")
+    assert candidates["reduce"][6] == ("max_pool_3x3", "sep_conv_3x3")
+    assert all(len(ops) == 2 for cell in candidates.values() for ops in cell)
+    assert sum(ops == ("max_pool_3x3", "avg_pool_3x3") for ops in candidates["reduce"]) == 6
+
+
+@pytest.mark.parametrize("name, ops", [("s2", {"skip_connect", "sep_conv_3x3"}),
+                                       ("s3", {"none", "skip_connect", "sep_conv_3x3"}),
+                                       ("s4", {"noise", "sep_conv_3x3"})])
+def test_uniform_spaces(name: str, ops: set[str]) -> None:
+    candidates = get_space(name).initial_candidates()
+    assert all(set(edge) == ops for cell in candidates.values() for edge in cell)
+    model = Supernet(get_space(name), candidates, 10, 4, 3)
+    assert all(len(w) == len(ops) for w in model.edge_weights("normal"))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_noise_ignores_its_input_and_is_resampled(stride: int) -> None:
+    noise = build_op("noise", 8, stride, affine=False)
+    x = torch.zeros(16, 8, 16, 16, requires_grad=True)
+    a, b = noise(x), noise(x)
+    assert a.shape == (16, 8, 16 // stride, 16 // stride)
+    assert not torch.equal(a, b)
+    assert abs(a.mean().item()) < 0.05 and abs(a.std().item() - 1) < 0.05
+    assert not a.requires_grad  # no gradient flows to the input
+    assert not list(noise.parameters())
+
+
+def test_pdarts_refuses_spaces_it_cannot_prune() -> None:
+    with pytest.raises(ConfigError, match="space s2 hold at most 2.*darts, pc-darts or rf-darts"):
+        resolve_config("pdarts", "cifar10", space="s2")
+    assert resolve_config("darts", "svhn", space="s1").space == "s1"
+
+
+@pytest.mark.parametrize("space", ["s1", "s3", "s4"])
+def test_search_in_space_picks_only_edge_ops(tmp_path: Path, space: str) -> None:
+    sys.path.insert(0, str(ROOT / "tools"))
+    import search as search_tool
+
+    out = tmp_path / space
+    assert search_tool.main(["--algorithm", "darts", "--space", space, "--dataset", "digits", "--preset", "tiny",
+                             "--epochs", "1", "--device", "cpu", "--no-progress", "--out", str(out)]) == 0
+    genotype, record = read_genotype_file(out / "genotype.json")
+    assert record["space"] == space
+    edge_of = {(node, j): e for e, (node, j) in enumerate(edge_inputs(4))}
+    candidates = SPACES[space].initial_candidates()
+    for cell in ("normal", "reduce"):
+        for k, (op, j) in enumerate(getattr(genotype, cell)):
+            assert op in candidates[cell][edge_of[(k // 2, j)]] and op != "none"
+    NetworkCIFAR(genotype, C=4, layers=3)(torch.randn(2, 3, 32, 32))  # the evaluation network builds and runs
+
+
+def test_pdarts_in_s2_is_refused_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sys.path.insert(0, str(ROOT / "tools"))
+    import search as search_tool
+
+    assert search_tool.main(["--space", "s2", "--dataset", "digits", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "space s2" in err[0]
+    assert json.dumps(sorted(SPACES)) == json.dumps(["darts", "s1", "s2", "s3", "s4"])
