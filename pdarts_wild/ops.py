@@ -38,13 +38,14 @@ class Noise(nn.Module):
 
 
 class ReLUConvBN(nn.Module):
-    """ReLU -> k x k conv -> BN: the 1x1 cell preprocessing."""
+    """ReLU -> k x k conv -> BN: the DARTS 1x1 cell preprocessing and NAS-Bench-201's ``nor_conv``."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, affine: bool = True) -> None:
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, affine: bool = True,
+                 bias: bool = False) -> None:
         super().__init__()
         self.op = nn.Sequential(
             nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
+            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=bias),
             nn.BatchNorm2d(c_out, affine=affine),
         )
 
@@ -122,6 +123,11 @@ def _skip(c: int, stride: int, affine: bool) -> nn.Module:
     return nn.Identity() if stride == 1 else FactorizedReduce(c, c, affine=affine)
 
 
+def _nor_conv(kernel: int) -> OpFactory:
+    """NAS-Bench-201's conv: its bias is on exactly when its BN has no affine parameters."""
+    return lambda c, stride, affine: ReLUConvBN(c, c, kernel, stride, kernel // 2, affine=affine, bias=not affine)
+
+
 def _sep(kernel: int) -> OpFactory:
     return lambda c, stride, affine: SepConv(c, c, kernel, stride, kernel // 2, affine=affine)
 
@@ -142,6 +148,8 @@ OPS: dict[str, OpFactory] = {
     "dil_conv_5x5": _dil(5),
     "conv_7x1_1x7": conv_7x1_1x7,
     "noise": lambda c, stride, affine: Noise(stride),
+    "nor_conv_1x1": _nor_conv(1),
+    "nor_conv_3x3": _nor_conv(3),
 }
 
 POOLING_OPS = frozenset({"max_pool_3x3", "avg_pool_3x3"})

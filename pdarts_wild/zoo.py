@@ -53,8 +53,14 @@ def resolve_genotype(spec: "str | Path | Genotype") -> Genotype:
         return GENOTYPES[ALIASES.get(name, name)]
     if text.startswith("Genotype("):
         return Genotype.from_string(text)
+    if text.startswith("|"):
+        raise GenotypeError(f"{text!r} is a NAS-Bench-201 architecture string: build it with "
+                            "pdarts_wild.nb201.NetworkNB201 (tools/model_info.py --net nb201), not a DARTS-space network")
     if Path(text).is_file():
-        return read_genotype_file(text)[0]
+        genotype, record = read_genotype_file(text)
+        if record.get("space", "darts") == "nb201":
+            raise GenotypeError(f"{text} holds a NAS-Bench-201 cell (space nb201), not a DARTS-space genotype")
+        return genotype
     raise GenotypeError(
         f"{text!r} is neither a published genotype ({', '.join(available_genotypes())}) nor an existing genotype file"
     )

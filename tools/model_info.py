@@ -9,6 +9,7 @@ Examples:
   tools/model_info.py PDARTS --net imagenet            # 4,944,352 parameters, 542.8M multiply-adds
   tools/model_info.py runs/x/genotype.json --net cifar --num-classes 100 --json
   tools/model_info.py "Genotype(normal=[...], ...)" --net cifar --channels 64   # P-DARTS' large setting
+  tools/model_info.py '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|' --net nb201 --json
 """
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from pdarts_wild.genotype import GenotypeError
+from pdarts_wild.nb201 import NB201Arch, NetworkNB201
 from pdarts_wild.networks import NetworkCIFAR, NetworkImageNet, count_parameters
 from pdarts_wild.zoo import resolve_genotype
 
@@ -32,11 +35,15 @@ class NetworkSetting:
     layers: int
     num_classes: int
     input_size: int
+    parse: Callable[[str], Any] = resolve_genotype
 
 
 SETTINGS = {
     "cifar": NetworkSetting(NetworkCIFAR, channels=36, layers=20, num_classes=10, input_size=32),
     "imagenet": NetworkSetting(NetworkImageNet, channels=48, layers=14, num_classes=1000, input_size=224),
+    # NAS-Bench-201's TinyNetwork: C=16, 5 cells per stage; all parameters count (it has no aux head)
+    "nb201": NetworkSetting(NetworkNB201, channels=16, layers=5, num_classes=10, input_size=32,
+                            parse=NB201Arch.from_string),
 }
 
 
@@ -53,7 +60,7 @@ def model_info(
     size = input_size or setting.input_size
     with torch.device("meta"):
         model = setting.network(
-            resolve_genotype(genotype),
+            setting.parse(genotype),
             C=channels or setting.channels,
             num_classes=setting.num_classes if num_classes is None else num_classes,
             layers=layers or setting.layers,
@@ -75,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("genotype", help="registry name (PDARTS, DARTS_V2, ...), genotype.json or text file, or DARTS string")
     parser.add_argument("--net", choices=sorted(SETTINGS), required=True,
-                        help="cifar: C=36, 20 cells, 32x32; imagenet: mobile setting, C=48, 14 cells, 224x224")
+                        help="cifar: C=36, 20 cells, 32x32; imagenet: mobile setting, C=48, 14 cells, 224x224; "
+                             "nb201: NAS-Bench-201's network for a '|op~0|+|op~0|op~1|+...' string (C=16, 5 cells "
+                             "per stage)")
     parser.add_argument("--num-classes", type=int, help="default: 10 (cifar), 1000 (imagenet)")
     parser.add_argument("--channels", type=positive_int, help="initial channels C (default: the setting's)")
     parser.add_argument("--layers", type=positive_int, help="number of cells (default: the setting's)")
