@@ -18,7 +18,6 @@ allow-lists, for ``torch.load(weights_only=True)``, what MMEngine's own checkpoi
 from __future__ import annotations
 
 import pickle
-import re
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -31,10 +30,10 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from pdarts_wild.checkpoints import trunk_mismatch, trunk_weights
 from pdarts_wild.networks import NetworkImageNet, check_input_size
 
 LEVELS = (0, 1, 2, 3)
-HEAD_PREFIXES = ("classifier.", "auxiliary_head.")
 
 
 # HistoryBuffer pickles its statistics methods; protocol 2 writes them as getattr(HistoryBuffer, name).
@@ -74,23 +73,6 @@ def allow_mmengine_checkpoints() -> None:
 allow_mmengine_checkpoints()
 
 
-def imagenet_state_dict(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The trunk weights of an ImageNet checkpoint, in our key layout.
-
-    Accepts ``tools/train_imagenet.py``/timm files and the authors' released ones: an optional
-    ``{'state_dict': ...}`` wrapper, DataParallel/DDP ``module.`` prefixes, the authors' ``_ops``
-    (ours: ``ops``); the classifier and auxiliary-head weights are dropped.
-    """
-    state = checkpoint.get("state_dict", checkpoint)
-    trunk = {}
-    for key, value in state.items():
-        key = re.sub(r"^(module\.)+", "", key)
-        key = re.sub(r"(^|\.)_ops\.", r"\1ops.", key)
-        if not key.startswith(HEAD_PREFIXES):
-            trunk[key] = value
-    return trunk
-
-
 @MODELS.register_module()
 class PDARTSNet(BaseModule):
     """The searched ImageNet network as a detection backbone: stems and cells, no heads.
@@ -105,7 +87,7 @@ class PDARTSNet(BaseModule):
         norm_cfg: ``type`` ``'BN'`` or ``'SyncBN'``; ``requires_grad`` for the BN affine weights.
         norm_eval: keep every BatchNorm in eval mode (running statistics frozen) in ``train()``.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH_OR_URL)`` loads an ImageNet checkpoint
-            (see :func:`imagenet_state_dict`); every trunk weight must be found in it.
+            (see :func:`pdarts_wild.checkpoints.our_key_layout`); every trunk weight must be found in it.
     """
 
     def __init__(
@@ -190,16 +172,10 @@ class PDARTSNet(BaseModule):
                 "file, or set model.backbone.init_cfg=None to train from scratch"
             )
         print_log(f"PDARTSNet: loading ImageNet weights from {checkpoint}", logger="current")
-        state = imagenet_state_dict(CheckpointLoader.load_checkpoint(checkpoint, map_location="cpu"))
-        own = self.state_dict()
-        # BatchNorm fills in num_batches_tracked, absent from files of PyTorch < 0.4.1.
-        missing = [k for k in own if k not in state and not k.endswith(".num_batches_tracked")]
-        wrong = [k for k in state if k not in own or state[k].shape != own[k].shape]
-        if missing or wrong:
-            raise ValueError(
-                f"PDARTSNet: {checkpoint} does not match this network (genotype, init_channels, layers): "
-                f"{len(missing)} missing keys {missing[:3]}, {len(wrong)} unexpected or of another shape {wrong[:3]}"
-            )
+        state = trunk_weights(CheckpointLoader.load_checkpoint(checkpoint, map_location="cpu"))
+        problem = trunk_mismatch(self.state_dict(), state)
+        if problem:
+            raise ValueError(f"PDARTSNet: {checkpoint} {problem}")
         self.load_state_dict(state)
         self._is_init = True
 

@@ -24,6 +24,7 @@ from timm.layers import create_classifier
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
+from pdarts_wild.checkpoints import our_key_layout
 from pdarts_wild.genotype import Genotype
 from pdarts_wild.networks import CellNetwork, NetworkCIFAR, NetworkImageNet, classifier_layer
 
@@ -174,15 +175,9 @@ def checkpoint_filter_fn(state_dict: dict[str, Any], model: nn.Module) -> dict[s
     ``_ops`` to ``ops``, and drops auxiliary-head weights the model cannot take (no head, or a head for
     another number of classes).
     """
-    state_dict = state_dict.get("state_dict", state_dict)
     own = model.state_dict()
-    out = {}
-    for key, value in state_dict.items():
-        key = key.removeprefix("module.").replace("._ops.", ".ops.")
-        if key.startswith("auxiliary_head.") and (key not in own or own[key].shape != value.shape):
-            continue
-        out[key] = value
-    return out
+    return {key: value for key, value in our_key_layout(state_dict).items()
+            if not key.startswith("auxiliary_head.") or (key in own and own[key].shape == value.shape)}
 
 
 # ------------------------------------------------------------------------------------------ registry

@@ -23,11 +23,12 @@ import torch.nn.functional as F
 from torch import nn
 from torchreid.reid import models as reid_models
 
+from pdarts_wild.checkpoints import HEAD_PREFIXES, trunk_mismatch, trunk_weights
 from pdarts_wild.genotype import Genotype
 from pdarts_wild.networks import NetworkImageNet
 from pdarts_wild.ops import FactorizedReduce, Zero
 
-from .timm_pdarts import PUBLISHED_GENOTYPES, checkpoint_filter_fn
+from .timm_pdarts import PUBLISHED_GENOTYPES
 
 __all__ = [
     "PDARTSReID", "ReIDModelError", "build_pdarts_reid", "load_imagenet_trunk", "allow_torchreid_checkpoints",
@@ -35,7 +36,6 @@ __all__ = [
 ]
 
 PRETRAINED_ENV = "PDARTS_REID_PRETRAINED"  # ImageNet checkpoint for pretrained=True without pretrained_path
-HEAD_PREFIXES = ("classifier.", "auxiliary_head.")
 POOLS: dict[str, Callable[[], nn.Module]] = {"avg": lambda: nn.AdaptiveAvgPool2d(1), "max": lambda: nn.AdaptiveMaxPool2d(1)}
 
 
@@ -161,17 +161,10 @@ def load_imagenet_trunk(net: NetworkImageNet, path: Union[str, Path]) -> None:
     path = Path(path).expanduser()
     if not path.is_file():
         raise ReIDModelError(f"ImageNet checkpoint {str(path)!r} not found")
-    state = checkpoint_filter_fn(torch.load(path, map_location="cpu", weights_only=True), net)
-    trunk = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIXES)}
-    own = net.state_dict()
-    # BatchNorm fills in num_batches_tracked, absent from files of PyTorch < 0.4.1.
-    missing = [k for k in own if k not in trunk and not k.endswith(".num_batches_tracked")]
-    wrong = [k for k in trunk if k not in own or trunk[k].shape != own[k].shape]
-    if missing or wrong:
-        raise ReIDModelError(
-            f"{path} does not match this network (genotype, init_channels, layers): {len(missing)} missing "
-            f"keys {missing[:3]}, {len(wrong)} unexpected or of another shape {wrong[:3]}"
-        )
+    trunk = trunk_weights(torch.load(path, map_location="cpu", weights_only=True))
+    problem = trunk_mismatch({k: v for k, v in net.state_dict().items() if not k.startswith(HEAD_PREFIXES)}, trunk)
+    if problem:
+        raise ReIDModelError(f"{path} {problem}")
     net.load_state_dict(trunk, strict=False)
 
 
