@@ -1,0 +1,137 @@
+"""tools/compare_runs.py on real tiny searches and hand-made records: every number checked independently."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pdarts_wild.genotype import Genotype, genotype_record, write_genotype_file
+from pdarts_wild.networks import NetworkCIFAR, count_parameters
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+import compare_runs  # noqa: E402
+
+TINY = ("--dataset", "digits", "--preset", "tiny", "--device", "cpu", "--no-progress")
+
+NORMAL_A = [("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("skip_connect", 0), ("sep_conv_3x3", 1),
+            ("skip_connect", 0), ("dil_conv_3x3", 2), ("sep_conv_5x5", 0), ("max_pool_3x3", 3)]
+REDUCE = [("max_pool_3x3", 0), ("max_pool_3x3", 1), ("max_pool_3x3", 0), ("skip_connect", 2),
+          ("skip_connect", 2), ("max_pool_3x3", 0), ("max_pool_3x3", 0), ("skip_connect", 2)]
+# B differs from A in two normal choices: node 0 (1, sep_conv_5x5) and node 3 (4, avg_pool_3x3).
+NORMAL_B = [*NORMAL_A[:1], ("sep_conv_5x5", 1), *NORMAL_A[2:7], ("avg_pool_3x3", 4)]
+GENOTYPE_A = Genotype.make(NORMAL_A, range(2, 6), REDUCE, range(2, 6))
+GENOTYPE_B = Genotype.make(NORMAL_B, range(2, 6), REDUCE, range(2, 6))
+
+# normal: edge 0 uniform over 4 ops, the other 13 one-hot; reduce: every edge 1/4, 3/4.
+ALPHAS = {
+    "normal": [{"sep_conv_3x3": 0.25, "skip_connect": 0.25, "max_pool_3x3": 0.25, "none": 0.25}]
+    + [{"sep_conv_3x3": 1.0, "none": 0.0}] * 13,
+    "reduce": [{"max_pool_3x3": 0.75, "skip_connect": 0.25}] * 14,
+}
+
+
+def run_tool(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = compare_runs.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write_run(folder: Path, genotype: Genotype, **metadata: Any) -> Path:
+    folder.mkdir(parents=True)
+    write_genotype_file(folder / "genotype.json", genotype_record(genotype, **metadata))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny P-DARTS search (every stage) on digits."""
+    out = tmp_path_factory.mktemp("runs") / "pdarts"
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "search.py"), *TINY, "--out", str(out)],
+                          capture_output=True, text=True, cwd=out.parent, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_real_run_numbers_plot_and_markdown(real_run: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    other = write_run(tmp_path / "hand", GENOTYPE_A, algorithm="darts", seed=7)
+    plot, numbers = tmp_path / "cmp.png", tmp_path / "cmp.json"
+    code, out, err = run_tool(real_run, other, "--plot", plot, "--json", numbers, "--markdown", capsys=capsys)
+    assert code == 0, err
+    data = json.loads(numbers.read_text())
+    summary = data["runs"][0]
+    record = json.loads((real_run / "genotype.json").read_text())
+    genotype = Genotype.make(*(record[f] for f in ("normal", "normal_concat", "reduce", "reduce_concat")))
+    assert summary["params"] == count_parameters(NetworkCIFAR(genotype, C=36, num_classes=10, layers=20))
+    assert summary["skips"] == {c: [op for op, _ in record[c]].count("skip_connect") for c in ("normal", "reduce")}
+    for cell in ("normal", "reduce"):
+        entropies = [-sum(w * math.log(w) for w in edge.values() if w > 0) for edge in record["alphas"][cell]]
+        assert summary["entropy"][cell] == pytest.approx(sum(entropies) / 14, rel=1e-5)
+    assert len(summary["stage_changes"]) == len(record["stage_genotypes"]) - 1
+    assert summary["algorithm"] == record["algorithm"] and summary["seed"] == record["seed"]
+    jaccard = data["agreement"]["jaccard"]
+    assert jaccard[0][0] == jaccard[1][1] == 1.0 and jaccard[0][1] == jaccard[1][0] < 1.0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.startswith("| run | algorithm |") and "\n|---|" in out
+    assert "| pdarts | 2 |" in out and "| darts | 7 |" in out
+    assert data["runs"][1]["params"] == count_parameters(NetworkCIFAR(GENOTYPE_A))
+
+
+def test_identical_runs_agree_fully(real_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    numbers = tmp_path / "same.json"
+    code, out, _ = run_tool(real_run, real_run / "genotype.json", "--json", numbers, capsys=capsys)
+    assert code == 0
+    data = json.loads(numbers.read_text())
+    assert data["agreement"]["jaccard"] == [[1.0, 1.0], [1.0, 1.0]]
+    assert len(data["shared"]) == 16  # every (cell, node, input, op) choice of both cells
+    assert all(entry["runs"] == 2 for entry in data["choice_counts"])
+
+
+def test_hand_made_entropy_jaccard_skips_and_stages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_a = write_run(tmp_path / "a", GENOTYPE_A, algorithm="darts", seed=1, alphas=ALPHAS,
+                      stage_genotypes=[GENOTYPE_B.to_string(), GENOTYPE_A.to_string()])
+    run_b = write_run(tmp_path / "b", GENOTYPE_B, seed=2)
+    numbers = tmp_path / "cmp.json"
+    code, out, err = run_tool(run_a, run_b, "--json", numbers, capsys=capsys)
+    assert code == 0, err
+    data = json.loads(numbers.read_text())
+    a, b = data["runs"]
+    assert a["entropy"]["normal"] == pytest.approx(math.log(4) / 14)
+    assert a["entropy"]["reduce"] == pytest.approx(-(0.25 * math.log(0.25) + 0.75 * math.log(0.75)))
+    assert b["entropy"] is None and b["stage_changes"] is None
+    assert a["stage_changes"] == [2]
+    assert a["skips"] == b["skips"] == {"normal": 2, "reduce": 3}
+    assert data["agreement"]["jaccard"][0][1] == pytest.approx(14 / 18)
+    assert len(data["shared"]) == 14
+    assert ["normal", 0, 1, "sep_conv_3x3"] not in data["shared"] and ["reduce", 3, 2, "skip_connect"] in data["shared"]
+    assert "normal: (0, 0, sep_conv_3x3), (1, 0, skip_connect)" in out
+    assert "0.78" in out
+
+
+@pytest.mark.parametrize("case", ["no_record", "bad_json", "bad_alphas"])
+def test_errors_are_one_line_exit_2(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    if case == "no_record":
+        run.mkdir()
+    elif case == "bad_json":
+        run.mkdir()
+        (run / "genotype.json").write_text("{not json")
+    else:
+        write_run(run, GENOTYPE_A, alphas={"normal": [{"sep_conv_3x3": -1.0}]})
+    code, out, err = run_tool(run, capsys=capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_command_line_error(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "compare_runs.py"), str(tmp_path)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == f"error: {tmp_path} holds no genotype.json (is it a finished search's run folder?)\n"
