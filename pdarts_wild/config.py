@@ -61,6 +61,9 @@ class SearchConfig:
     workers: int = 2
     channels_last: bool | None = None  # None: on for CPU (several times faster there), off for CUDA
     valid_last: int | None = None  # validate in the last N epochs of each stage only (None: every epoch)
+    # OPP-DARTS
+    add_op_epochs: int = 2  # epochs between two op additions
+    opp_score_batches: int | None = None  # batches of the weight half that score a candidate op (None: all)
 
     @property
     def num_stages(self) -> int:
@@ -138,6 +141,8 @@ def validate(config: SearchConfig) -> None:
                           "even size")
     if not 0.0 < config.train_portion < 1.0:
         raise ConfigError("--train-portion must lie strictly between 0 and 1")
+    if config.add_op_epochs < 1 or (config.opp_score_batches is not None and config.opp_score_batches < 1):
+        raise ConfigError("--add-op-epochs and --opp-score-batches must be at least 1")
     if config.valid_last is not None and config.valid_last < 1:
         raise ConfigError("--valid-last must be at least 1 (the last epoch of each stage is always validated)")
     if config.batch_size < 2:

@@ -26,7 +26,7 @@ from .config import SearchConfig
 from .data import build_search_dataset, split_indices
 from .genotype import genotype_record, write_genotype_file
 from .spaces import CELL_TYPES, Candidates, edge_inputs, get_space
-from .strategies import Derivation, StagePlan, Strategy, get_strategy
+from .strategies import Derivation, Growth, StagePlan, Strategy, get_strategy
 from .supernet import Supernet
 
 log = logging.getLogger("pdarts_wild")
@@ -165,23 +165,33 @@ class Search:
 
     def _fresh_state(self) -> dict[str, Any]:
         return {"stage": 0, "epoch": 0, "step": 0, "candidates": self.space.initial_candidates(),
-                "stage_genotypes": [], "history": [], "last_alphas": None, "last_edge_scale": None}
+                "stage_genotypes": [], "history": [], "last_alphas": None, "last_edge_scale": None, "growth": []}
 
     def _build(self, stage: StagePlan, candidates: Candidates) -> None:
+        self._adopt(self._supernet(stage, candidates), self.config.lr, stage.epochs)
+
+    def _supernet(self, stage: StagePlan, candidates: Candidates) -> Supernet:
+        """A freshly initialised supernet of ``stage`` holding ``candidates``."""
         c = self.config
         model = Supernet(self.space, candidates, self.info.num_classes, c.channels, stage.layers,
                          skip_dropout=stage.skip_dropout, partial_channels=c.partial_channels,
-                         edge_normalization=c.edge_normalization, affine=c.random_features).to(self.device)
+                         edge_normalization=c.edge_normalization, affine=c.random_features)
+        return model.to(self.device, memory_format=self.memory_format)
+
+    def _adopt(self, model: Supernet, lr: float, epochs: int) -> None:
+        """Train ``model`` from now on: new SGD with a cosine from ``lr`` to lr_min over ``epochs`` epochs, new
+        Adam for the architecture, new architect."""
+        c = self.config
         if c.random_features:
             model.freeze_random_features(c.rf_train_classifier)
-        self.model = model.to(memory_format=self.memory_format)
+        self.model = model = model.to(memory_format=self.memory_format)
         self.forward: nn.Module = model
         if self.ddp.world_size > 1:
             self.forward = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.w_opt = torch.optim.SGD(model.weight_parameters(), c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        self.w_opt = torch.optim.SGD(model.weight_parameters(), lr, momentum=c.momentum, weight_decay=c.weight_decay)
         self.a_opt = torch.optim.Adam(model.arch_parameters(), c.arch_lr, betas=c.arch_betas,
                                       weight_decay=c.arch_weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, stage.epochs, eta_min=c.lr_min)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, epochs, eta_min=c.lr_min)
         self.architect = Architect(model, self.a_opt, unrolled=c.unrolled, grad_clip=c.arch_grad_clip,
                                    forward=self.forward)
 
@@ -213,7 +223,7 @@ class Search:
             (self.out / CONFIG).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
         torch.manual_seed(self.config.seed)
         random.seed(self.config.seed)
-        state = self._fresh_state() if ckpt is None else {k: ckpt[k] for k in self._fresh_state()}
+        state = self._fresh_state() if ckpt is None else {k: ckpt.get(k, v) for k, v in self._fresh_state().items()}
         self.writer = SummaryWriter(self.out / "tb", purge_step=state["step"]) if self.ddp.main else None
         with log_to(self.out / "search.log", self.ddp.main):
             if ckpt is None:
@@ -242,6 +252,7 @@ class Search:
             log.info("stage %d/%d: %d cells, ops per edge %s", state["stage"] + 1, len(self.plan), stage.layers,
                      sorted({len(ops) for cell in CELL_TYPES for ops in state["candidates"][cell]}))
         while state["epoch"] < stage.epochs:
+            self._grow(stage, state)
             self._run_epoch(stage, state)
             state["epoch"] += 1
             if state["epoch"] == stage.epochs:
@@ -250,6 +261,46 @@ class Search:
                 atomic_save(self._checkpoint(state), self.out / CHECKPOINT)
             if state["epoch"] == 0:
                 return
+
+    def _grow(self, stage: StagePlan, state: dict[str, Any]) -> None:
+        """Before an epoch: let the strategy change the supernet (OPP-DARTS adds ops); train what it returns
+        from the current learning rate, cosine over the stage's remaining epochs, with fresh optimizers."""
+        epoch = self._global_epoch(state)
+        growth = Growth(self.model, lambda candidates: self._supernet(stage, candidates),
+                        lambda model: self._train_loss(model, epoch))
+        model = self.strategy.grow(state["epoch"], growth)
+        if model is None:
+            return
+        self._adopt(model, self.scheduler.get_last_lr()[0], stage.epochs - state["epoch"])
+        state["candidates"] = {cell: list(model.candidates[cell]) for cell in CELL_TYPES}
+        ops = [op for op in self.space.primitives if any(op in edge for edges in state["candidates"].values()
+                                                          for edge in edges)]
+        state["growth"].append({"epoch": epoch, "ops": ops})
+        log.info("epoch %d: the supernet now holds %s (ops per edge %s)", epoch + 1, ", ".join(ops),
+                 sorted({len(edge) for edges in state["candidates"].values() for edge in edges}))
+
+    @torch.no_grad()
+    def _train_loss(self, model: Supernet, epoch: int) -> float:
+        """Mean cross-entropy of ``model`` on the weight half (its first ``opp_score_batches`` batches, if set, with
+        the training augmentation) in train mode, with batch statistics; BN running statistics and the
+        module's mode are put back afterwards."""
+        saved, mode = [b.clone() for b in model.buffers()], model.training
+        model.train()
+        loader = self._loader(self.weight_data, epoch, 2)
+        limit = self.config.opp_score_batches
+        batches = self._batches(loader)
+        totals = torch.zeros(4, dtype=torch.float64)
+        for _ in range(len(loader) if limit is None else min(limit, len(loader))):
+            x, y = next(batches)
+            totals += torch.tensor([F.cross_entropy(model(x), y, reduction="sum").item(), 0.0, y.numel(), 0.0],
+                                   dtype=torch.float64)
+        for buffer, value in zip(model.buffers(), saved):
+            buffer.copy_(value)
+        model.train(mode)
+        return self._reduce(totals)[0]
+
+    def _global_epoch(self, state: dict[str, Any]) -> int:
+        return sum(p.epochs for p in self.plan[: state["stage"]]) + state["epoch"]
 
     def _end_stage(self, stage: StagePlan, state: dict[str, Any]) -> None:
         alphas, edge_scale = self.model.alpha_table(), self.model.edge_scale_table()
@@ -278,7 +329,7 @@ class Search:
 
     def _run_epoch(self, stage: StagePlan, state: dict[str, Any]) -> None:
         c, s, e = self.config, state["stage"], state["epoch"]
-        global_epoch = sum(p.epochs for p in self.plan[:s]) + e
+        global_epoch = self._global_epoch(state)
         p_skip = self.strategy.skip_dropout(stage, e)
         self.model.set_skip_dropout(p_skip)
         lr = self.scheduler.get_last_lr()[0]
@@ -391,6 +442,7 @@ class Search:
         record = genotype_record(result.genotype, c.space, algorithm=c.algorithm, dataset=c.dataset, seed=c.seed,
                                  alphas=alphas, stage_genotypes=state["stage_genotypes"], **result.extras,
                                  **({} if state["last_edge_scale"] is None else {"edge_weights": state["last_edge_scale"]}),
+                                 **({"op_growth": state["growth"]} if state["growth"] else {}),
                                  final_valid_acc=state["history"][-1]["valid_acc"])
         (self.out / "genotype.txt").write_text(result.genotype.to_string() + "\n")
         plot_cells(result.genotype, self.out)

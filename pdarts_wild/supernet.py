@@ -35,9 +35,11 @@ class MixedEdge(nn.Module):
         self.op_names = op_names
         self.stride = stride
         self.partial = partial
+        self.width = channels // partial
+        self.affine = affine
+        self.skip_dropout = skip_dropout
         self.computed = [i for i, name in enumerate(op_names) if name != "none"]
-        width = channels // partial
-        self.ops = nn.ModuleList(self._build(op_names[i], width, stride, affine, skip_dropout) for i in self.computed)
+        self.ops = nn.ModuleList(self._build(op_names[i], self.width, stride, affine, skip_dropout) for i in self.computed)
 
     @staticmethod
     def _build(name: str, channels: int, stride: int, affine: bool, skip_dropout: float) -> nn.Module:
@@ -47,6 +49,15 @@ class MixedEdge(nn.Module):
         if is_identity(op) and skip_dropout > 0:
             return nn.Sequential(op, nn.Dropout(skip_dropout))
         return op
+
+    def add_op(self, op_names: tuple[str, ...], name: str) -> None:
+        """Hold ``op_names`` (the current ops plus ``name``, in column order): a fresh module for ``name``
+        goes to its place among the others, which keep their modules."""
+        self.op_names = op_names
+        self.computed = [i for i, op in enumerate(op_names) if op != "none"]
+        if name != "none":
+            module = self._build(name, self.width, self.stride, self.affine, self.skip_dropout)
+            self.ops.insert(self.computed.index(op_names.index(name)), module)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         if self.partial == 1:
@@ -160,6 +171,24 @@ class Supernet(nn.Module):
         for e, ops in enumerate(candidates):
             mask[e, [column[name] for name in ops]] = True
         return mask
+
+    def add_op(self, name: str) -> None:
+        """Append op ``name`` to every edge of both cell types (OPP-DARTS): fresh modules on the supernet's
+        device and a fresh 1e-3 N(0, 1) alpha column; other weights and alphas stay as they are."""
+        if any(name in ops for cell_type in CELL_TYPES for ops in self.candidates[cell_type]):
+            raise ValueError(f"add_op: an edge already holds {name!r}")
+        device = self.alphas["normal"].device
+        column = self.space.primitives.index(name)
+        for cell_type in CELL_TYPES:
+            self.candidates[cell_type] = [self.space.ordered((*ops, name)) for ops in self.candidates[cell_type]]
+            getattr(self, f"active_{cell_type}")[:, column] = True
+            with torch.no_grad():
+                self.alphas[cell_type][:, column] = 1e-3 * torch.randn(self.space.num_edges)
+        for cell in self.cells:
+            ops = self.candidates["reduce" if cell.reduction else "normal"]
+            for edge, edge_ops in zip(cell.edges, ops):
+                edge.add_op(edge_ops, name)
+                edge.to(device)
 
     def op_probabilities(self, cell: str) -> torch.Tensor:
         """Row-wise softmax of ``cell``'s alphas over each edge's own ops (0 for ops an edge lacks)."""

@@ -6,6 +6,7 @@ Examples:
   tools/search.py --dataset digits --preset quick   # every stage, ~10 min on 2 CPU cores, no download
   tools/search.py --algorithm darts --unrolled      # DARTS, second order
   tools/search.py --algorithm pc-darts              # PC-DARTS (partial channels, edge normalisation)
+  tools/search.py --algorithm opp-darts             # OPP-DARTS (ops enter one at a time, loudest first)
   tools/search.py --out runs/x --resume             # continue a killed search where it stopped
   torchrun --nproc_per_node=4 tools/search.py --out runs/ddp   # several GPUs (or CPU processes)
 """
@@ -69,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --random-features, train the classifier too")
     net.add_argument("--keep-ops", type=int, nargs="*", help="ops each edge keeps after each stage but the last (P-DARTS: 5 3)")
     net.add_argument("--skip-limit", type=int, help="most skip-connects in the final normal cell (P-DARTS: 2)")
+    net.add_argument("--add-op-epochs", type=int,
+                     help="OPP-DARTS: epochs between two op additions; one op joins every edge at each (paper: 2)")
+    net.add_argument("--opp-score-batches", type=int,
+                     help="OPP-DARTS: score a candidate op on only the first N batches of the weight half "
+                          "(default: all, as the paper)")
 
     w = p.add_argument_group("weight training")
     w.add_argument("--batch-size", type=int, help="batch per process (P-DARTS: 96, or 64 on 12 GB GPUs; DARTS: 64)")

@@ -1,14 +1,16 @@
 """Search algorithms as small strategies on the one supernet: stage plan, op pruning, derivation."""
 from __future__ import annotations
 
-from .base import Derivation, StagePlan, Strategy
+from .base import Derivation, Growth, StagePlan, Strategy
 from .darts import DARTS
+from .oppdarts import OPPDARTS
 from .pcdarts import PCDARTS
 from .pdarts import PDARTS
 from .rfdarts import RFDARTS, RFPCDARTS
 
 STRATEGIES: dict[str, type[Strategy]] = {
     "darts": DARTS, "pdarts": PDARTS, "pc-darts": PCDARTS, "rf-darts": RFDARTS, "rf-pcdarts": RFPCDARTS,
+    "opp-darts": OPPDARTS,
 }
 
 
@@ -20,4 +22,4 @@ def get_strategy(name: str) -> type[Strategy]:
         raise ValueError(f"unknown algorithm {name!r}; known: {', '.join(STRATEGIES)}") from None
 
 
-__all__ = ["STRATEGIES", "Derivation", "StagePlan", "Strategy", "get_strategy"]
+__all__ = ["STRATEGIES", "Derivation", "Growth", "StagePlan", "Strategy", "get_strategy"]

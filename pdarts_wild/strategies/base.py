@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from ..genotype import Genotype
 from ..spaces import Candidates
+from ..supernet import Supernet
 
 AlphaTable = dict[str, list[dict[str, float]]]
 EdgeScale = dict[str, list[float]] | None
@@ -30,6 +31,15 @@ class Derivation:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Growth:
+    """What the search loop offers a strategy at an epoch boundary to change the supernet (see Strategy.grow)."""
+
+    model: Supernet  # the supernet being trained
+    build: Callable[[Candidates], Supernet]  # a fresh, randomly initialised supernet of this stage holding these ops
+    loss: Callable[[Supernet], float]  # mean training loss on the weight half: no grad, train-mode BN, stats restored
+
+
 class Strategy:
     """Base strategy: one stage, no pruning, no skip-connect dropout. Subclasses override the parts they change."""
 
@@ -48,6 +58,11 @@ class Strategy:
     def prune(self, candidates: Candidates, alphas: AlphaTable, stage: StagePlan) -> Candidates:
         """Candidate ops of the next stage, given the ending stage's weights."""
         return candidates
+
+    def grow(self, epoch: int, growth: Growth) -> Supernet | None:
+        """Before ``epoch`` of a stage: the supernet to train from now on (its weights kept, its optimizers,
+        schedule and architect started afresh), or None to go on with ``growth.model`` unchanged."""
+        return None
 
     def derive(self, alphas: AlphaTable, candidates: Candidates, edge_scale: EdgeScale = None) -> Derivation:
         """The genotype from the final op weights (and PC-DARTS edge weights, where the supernet has them)."""

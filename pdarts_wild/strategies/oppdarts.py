@@ -1,0 +1,83 @@
+"""OPP-DARTS (Zhu et al., ICDM 2021): candidate ops enter the search one stage at a time.
+
+As the authors' code (``shared/specs/opp-darts.md`` §2): before epoch 0, of the space's parametric ops
+the one whose single-op supernet has the largest training loss at random init starts; every
+``add_op_epochs`` epochs the remaining non-skip op whose addition makes the supernet's training loss
+largest joins every edge of both cell types (strict ``>``: ties keep the earlier op); skip_connect joins
+last, unscored, one addition later. Scores are mean cross-entropies on the weight half without
+gradients, in train mode with batch statistics, BN running statistics put back (project rule; the
+reference scores already trained ops with running statistics). The kept supernet is the scored copy.
+Otherwise it is DARTS (first order, or ``--unrolled``), and the DARTS derivation rule.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any, ClassVar
+
+from ..spaces import CELL_TYPES, SearchSpace
+from ..supernet import Supernet
+from .base import Growth
+from .darts import DARTS
+
+log = logging.getLogger("pdarts_wild")
+
+PARAMETRIC_OPS = ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
+LAST_OP = "skip_connect"
+
+
+class OPPDARTS(DARTS):
+    """OPP-DARTS: 8 cells, 50 epochs, an op added every 2 epochs; the rest as DARTS."""
+
+    name = "opp-darts"
+    DEFAULTS: ClassVar[dict[str, Any]] = {**DARTS.DEFAULTS, "add_op_epochs": 2}
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "quick": {**DARTS.PRESETS["quick"], "epochs": [16], "add_op_epochs": 2, "opp_score_batches": 10},
+        "tiny": {**DARTS.PRESETS["tiny"], "epochs": [8], "add_op_epochs": 1, "opp_score_batches": 2},
+    }
+
+    def grow(self, epoch: int, growth: Growth) -> Supernet | None:
+        space = growth.model.space
+        if epoch == 0:
+            return self._start(space, growth)
+        if epoch % self.config.add_op_epochs:
+            return None
+        held = {op for edges in growth.model.candidates.values() for edge in edges for op in edge}
+        remaining = [op for op in space.primitives if op not in held and op != LAST_OP]
+        if remaining:
+            return self._add_loudest(remaining, growth)
+        if LAST_OP in space.primitives and LAST_OP not in held:
+            growth.model.add_op(LAST_OP)
+            return growth.model
+        return None
+
+    @staticmethod
+    def _start(space: SearchSpace, growth: Growth) -> Supernet:
+        """Of the single-op supernets of the space's parametric ops, the one with the largest loss at init."""
+        starters = [op for op in PARAMETRIC_OPS if op in space.primitives]
+        if not starters:
+            raise ValueError(f"OPP-DARTS starts from a parametric op ({', '.join(PARAMETRIC_OPS)}); the {space.name} "
+                             "space has none")
+        best: tuple[float, Supernet] | None = None
+        for op in starters:
+            model = growth.build({cell: [(op,)] * space.num_edges for cell in CELL_TYPES})
+            loss = growth.loss(model)
+            log.info("OPP-DARTS start: %s alone gives training loss %.6f", op, loss)
+            if best is None or loss > best[0]:
+                best = (loss, model)
+        assert best is not None
+        return best[1]
+
+    @staticmethod
+    def _add_loudest(remaining: list[str], growth: Growth) -> Supernet:
+        """A copy of the supernet with the op (of ``remaining``) whose addition makes its training loss largest."""
+        best: tuple[float, Supernet] | None = None
+        for op in remaining:
+            model = copy.deepcopy(growth.model)
+            model.add_op(op)
+            loss = growth.loss(model)
+            log.info("OPP-DARTS: adding %s gives training loss %.6f", op, loss)
+            if best is None or loss > best[0]:
+                best = (loss, model)
+        assert best is not None
+        return best[1]
