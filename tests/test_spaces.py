@@ -83,3 +83,19 @@ def test_pdarts_in_s2_is_refused_with_one_line(tmp_path: Path, capsys: pytest.Ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "space s2" in err[0]
     assert json.dumps(sorted(SPACES)) == json.dumps(["darts", "s1", "s2", "s3", "s4"])
+
+
+@pytest.mark.parametrize("space, order", [("s3", ["sep_conv_3x3", "none", "skip_connect"]),
+                                          ("s4", ["sep_conv_3x3", "noise"])])
+def test_opp_darts_grows_the_small_spaces_as_the_spec_says(tmp_path: Path, space: str, order: list[str]) -> None:
+    """Parametric op first, then the other non-skip ops by the loss rule, skip_connect last."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import search as search_tool
+
+    out = tmp_path / space
+    assert search_tool.main(["--algorithm", "opp-darts", "--space", space, "--dataset", "digits", "--preset", "tiny",
+                             "--epochs", str(len(order) + 1), "--device", "cpu", "--no-progress",
+                             "--out", str(out)]) == 0
+    growth = json.loads((out / "genotype.json").read_text())["op_growth"]
+    added = [next(op for op in g["ops"] if op not in (growth[i - 1]["ops"] if i else [])) for i, g in enumerate(growth)]
+    assert added == order
