@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .genotype import Genotype, Pair
-from .ops import FactorizedReduce, ReLUConvBN, build_op, is_identity
+from .ops import build_op, cell_preprocessing, is_identity
 from .zoo import resolve_genotype
 
 
@@ -69,11 +69,7 @@ class EvalCell(nn.Module):
     ) -> None:
         super().__init__()
         self.reduction = reduction
-        if reduction_prev:
-            self.preprocess0: nn.Module = FactorizedReduce(c_prev_prev, c, affine=True)
-        else:
-            self.preprocess0 = ReLUConvBN(c_prev_prev, c, 1, 1, 0, affine=True)
-        self.preprocess1 = ReLUConvBN(c_prev, c, 1, 1, 0, affine=True)
+        self.preprocess0, self.preprocess1 = cell_preprocessing(c_prev_prev, c_prev, c, reduction_prev, affine=True)
         pairs: tuple[Pair, ...] = genotype.reduce if reduction else genotype.normal
         # Lists, not tuples: TorchScript indexes lists with loop variables.
         self.concat: list[int] = list(genotype.reduce_concat if reduction else genotype.normal_concat)

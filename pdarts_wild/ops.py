@@ -119,6 +119,16 @@ def conv_7x1_1x7(c: int, stride: int, affine: bool = True) -> nn.Sequential:
     )
 
 
+def cell_preprocessing(c_prev_prev: int, c_prev: int, c: int, reduction_prev: bool,
+                       affine: bool) -> tuple[nn.Module, nn.Module]:
+    """A DARTS cell's input adapters to ``c`` channels: c_{k-2} (halved when the previous cell reduced) and c_{k-1}."""
+    if reduction_prev:
+        pre0: nn.Module = FactorizedReduce(c_prev_prev, c, affine=affine)
+    else:
+        pre0 = ReLUConvBN(c_prev_prev, c, 1, 1, 0, affine=affine)
+    return pre0, ReLUConvBN(c_prev, c, 1, 1, 0, affine=affine)
+
+
 def _skip(c: int, stride: int, affine: bool) -> nn.Module:
     return nn.Identity() if stride == 1 else FactorizedReduce(c, c, affine=affine)
 

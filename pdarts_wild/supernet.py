@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .ops import POOLING_OPS, FactorizedReduce, ReLUConvBN, build_op, is_identity
+from .ops import POOLING_OPS, build_op, cell_preprocessing, is_identity
 from .spaces import CELL_TYPES, Candidates, SearchSpace, edge_inputs, node_edges
 
 
@@ -91,11 +91,7 @@ class SearchCell(nn.Module):
         super().__init__()
         self.reduction = reduction
         self.steps = steps
-        if reduction_prev:
-            self.preprocess0: nn.Module = FactorizedReduce(c_prev_prev, channels, affine=affine)
-        else:
-            self.preprocess0 = ReLUConvBN(c_prev_prev, channels, 1, 1, 0, affine=affine)
-        self.preprocess1 = ReLUConvBN(c_prev, channels, 1, 1, 0, affine=affine)
+        self.preprocess0, self.preprocess1 = cell_preprocessing(c_prev_prev, c_prev, channels, reduction_prev, affine)
         self.edges = nn.ModuleList(
             MixedEdge(ops, channels, 2 if reduction and j < 2 else 1, affine, skip_dropout, partial)
             for ops, (_, j) in zip(candidates, edge_inputs(steps))
