@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from ..spaces import CELL_TYPES, SearchSpace
 from ..supernet import Supernet
@@ -58,26 +58,33 @@ class OPPDARTS(DARTS):
         if not starters:
             raise ValueError(f"OPP-DARTS starts from a parametric op ({', '.join(PARAMETRIC_OPS)}); the {space.name} "
                              "space has none")
-        best: tuple[float, Supernet] | None = None
-        for op in starters:
-            model = growth.build({cell: [(op,)] * space.num_edges for cell in CELL_TYPES})
-            loss = growth.loss(model)
-            log.info("OPP-DARTS start: %s alone gives training loss %.6f", op, loss)
-            if best is None or loss > best[0]:
-                best = (loss, model)
-        assert best is not None
-        return best[1]
+
+        def alone(op: str) -> Supernet:
+            return growth.build({cell: [(op,)] * space.num_edges for cell in CELL_TYPES})
+
+        return _largest_loss(starters, alone, growth, "OPP-DARTS start: %s alone gives training loss %.6f")
 
     @staticmethod
     def _add_loudest(remaining: list[str], growth: Growth) -> Supernet:
         """A copy of the supernet with the op (of ``remaining``) whose addition makes its training loss largest."""
-        best: tuple[float, Supernet] | None = None
-        for op in remaining:
+
+        def with_op(op: str) -> Supernet:
             model = copy.deepcopy(growth.model)
             model.add_op(op)
-            loss = growth.loss(model)
-            log.info("OPP-DARTS: adding %s gives training loss %.6f", op, loss)
-            if best is None or loss > best[0]:
-                best = (loss, model)
-        assert best is not None
-        return best[1]
+            return model
+
+        return _largest_loss(remaining, with_op, growth, "OPP-DARTS: adding %s gives training loss %.6f")
+
+
+def _largest_loss(ops: list[str], build: Callable[[str], Supernet], growth: Growth, message: str) -> Supernet:
+    """Of the supernets ``build`` makes for ``ops`` (in order), the one with the largest training loss; ties keep
+    the earlier."""
+    best: tuple[float, Supernet] | None = None
+    for op in ops:
+        model = build(op)
+        loss = growth.loss(model)
+        log.info(message, op, loss)
+        if best is None or loss > best[0]:
+            best = (loss, model)
+    assert best is not None
+    return best[1]
