@@ -6,6 +6,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
@@ -206,19 +207,11 @@ def test_each_addition_restarts_the_cosine_from_the_current_lr(opp_run: Path) ->
 
 @pytest.mark.parametrize("kill_after_epochs", [1, 4])  # after the starting op; just before an addition
 def test_resume_across_an_addition_is_bit_identical(tmp_path: Path, opp_run: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    interrupt_search: Callable[[int], None],
                                                     kill_after_epochs: int) -> None:
     out = tmp_path / "run"
-    calls = {"n": 0}
-    real_epoch = Search._run_epoch
-
-    def epoch_then_die(self: Search, *args: object) -> None:
-        if calls["n"] == kill_after_epochs:
-            raise KeyboardInterrupt  # the op of this epoch was already added: resume must add it again
-        calls["n"] += 1
-        real_epoch(self, *args)
-
-    monkeypatch.setattr(Search, "_run_epoch", epoch_then_die)
-    assert search_tool.main([*TINY, "--out", str(out)]) == 130
+    interrupt_search(kill_after_epochs)  # the op of this epoch was already added: resume
+    assert search_tool.main([*TINY, "--out", str(out)]) == 130          # must add it again
     monkeypatch.undo()
     assert search_tool.main([*TINY, "--out", str(out), "--resume"]) == 0
     resumed, reference = (json.loads((o / "genotype.json").read_text()) for o in (out, opp_run))

@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Callable
 from urllib.error import URLError
 
 import pytest
@@ -97,16 +98,8 @@ def test_second_order_search_runs(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kill_after_epochs", [1, 2, 6])  # mid stage 1, at the stage 1/2 boundary, after the last
 def test_resume_after_interrupt_is_bit_identical(tmp_path: Path, pdarts_run: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 kill_after_epochs: int) -> None:
+                                                 interrupt_search: Callable[[int], None], kill_after_epochs: int) -> None:
     out = tmp_path / "run"
-    calls = {"n": 0}
-    real_epoch = Search._run_epoch
-
-    def epoch_then_die(self: Search, *args: object) -> None:
-        if calls["n"] == kill_after_epochs:
-            raise KeyboardInterrupt
-        calls["n"] += 1
-        real_epoch(self, *args)
 
     def die_before_result(self: Search, *args: object) -> None:
         raise KeyboardInterrupt
@@ -114,7 +107,7 @@ def test_resume_after_interrupt_is_bit_identical(tmp_path: Path, pdarts_run: Pat
     if kill_after_epochs == 6:
         monkeypatch.setattr(Search, "_write_result", die_before_result)
     else:
-        monkeypatch.setattr(Search, "_run_epoch", epoch_then_die)
+        interrupt_search(kill_after_epochs)
     assert run_tool("--out", str(out)) == 130
     assert not (out / "genotype.json").exists()
     monkeypatch.undo()
