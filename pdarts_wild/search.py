@@ -349,7 +349,7 @@ class Search:
             logits = self.forward(x)
             loss = F.cross_entropy(logits, y)
             loss.backward()
-            nn.utils.clip_grad_norm_(self.model.weight_parameters(), c.grad_clip)
+            nn.utils.clip_grad_norm_(self.w_opt.param_groups[0]["params"], c.grad_clip)  # the weights it steps
             self.w_opt.step()
             n = y.numel()
             totals += torch.tensor([loss.item() * n, (logits.argmax(1) == y).sum().item(), n, arch_loss * n],
