@@ -10,6 +10,9 @@ from .spaces import get_space
 from .strategies import get_strategy
 
 PRESETS = ("paper", "quick", "tiny")
+# Settings a space changes whatever the algorithm: NAS-Bench-201's DARTS runs (AutoDL-Projects, DARTS-V1)
+# use 5 cells per stage, Nesterov momentum and weight decay 5e-4.
+SPACE_DEFAULTS: dict[str, dict[str, Any]] = {"nb201": {"layers": [5], "weight_decay": 5e-4, "nesterov": True}}
 PER_STAGE = ("layers", "epochs", "arch_frozen_epochs", "skip_dropout")
 
 
@@ -29,7 +32,7 @@ class SearchConfig:
     preset: str = "paper"
     # supernet
     channels: int = 16
-    layers: list[int] = field(default_factory=lambda: [5, 11, 17])
+    layers: list[int] = field(default_factory=lambda: [5, 11, 17])  # nb201: cells per stage of its skeleton
     steps: int = 4
     partial_channels: int = 1  # PC-DARTS' K: 1/K of the channels go through the mixed ops
     edge_normalization: bool = False  # PC-DARTS' per-edge beta weights
@@ -46,6 +49,7 @@ class SearchConfig:
     lr: float = 0.025
     lr_min: float = 0.0
     momentum: float = 0.9
+    nesterov: bool = False
     weight_decay: float = 3e-4
     grad_clip: float = 5.0
     # architecture
@@ -57,6 +61,7 @@ class SearchConfig:
     # data
     train_portion: float = 0.5
     cutout: int = 0
+    drop_path: float = 0.0  # RobustDARTS: drop-path on every mixed-edge output, ramped over each stage
     train_limit: int | None = None
     workers: int = 2
     channels_last: bool | None = None  # None: on for CPU (several times faster there), off for CUDA
@@ -64,6 +69,7 @@ class SearchConfig:
     # OPP-DARTS
     add_op_epochs: int = 2  # epochs between two op additions
     opp_score_batches: int | None = None  # batches of the weight half that score a candidate op (None: all)
+    opp_score_bn: str = "train"  # "train": batch statistics, running statistics restored; "reference": the authors' way
 
     @property
     def num_stages(self) -> int:
@@ -91,6 +97,7 @@ def resolve_config(algorithm: str, dataset: str, preset: str = "paper", **overri
     values: dict[str, Any] = {"algorithm": algorithm, "dataset": dataset, "preset": preset}
     values.update(strategy.DEFAULTS)
     values.update(getattr(strategy, "DATASET_DEFAULTS", {}).get(dataset, {}))
+    values.update(SPACE_DEFAULTS.get(overrides.get("space") or SearchConfig.space, {}))
     values.update(strategy.PRESETS.get(preset, {}))
     values.update({k: v for k, v in overrides.items() if v is not None})
     config = SearchConfig.from_dict(copy.deepcopy(values))  # never share the strategies' default lists
@@ -107,11 +114,12 @@ def _checked_strategy(algorithm: str) -> Any:
 
 def validate(config: SearchConfig) -> None:
     """Broadcast single per-stage values and reject inconsistent settings."""
-    _checked_strategy(config.algorithm)
+    strategy = _checked_strategy(config.algorithm)
     try:
         space = get_space(config.space)
+        strategy.check_space(space)
     except ValueError as e:
-        raise ConfigError(str(e)) from None
+        raise ConfigError(f"--algorithm {config.algorithm} --space {config.space}: {e}") from None
     most_ops = max(len(ops) for edges in space.initial_candidates().values() for ops in edges)
     if config.keep_ops and config.keep_ops[0] >= most_ops:
         raise ConfigError(f"--algorithm {config.algorithm} prunes edges to {config.keep_ops[0]} ops after stage 1, but "
@@ -126,7 +134,10 @@ def validate(config: SearchConfig) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} needs 1 or {stages} values (one per stage), got {len(value)}")
     if len(config.keep_ops) != stages - 1:
         raise ConfigError(f"--keep-ops needs {stages - 1} values (ops kept per edge after each stage but the last)")
-    if any(layers < 3 for layers in config.layers):
+    if space.topology == "nb201":
+        if any(layers < 1 for layers in config.layers):
+            raise ConfigError("--layers: NAS-Bench-201's skeleton needs at least 1 cell per stage")
+    elif any(layers < 3 for layers in config.layers):
         raise ConfigError("--layers: a supernet needs at least 3 cells (two of them reduction cells)")
     for e, w in zip(config.epochs, config.arch_frozen_epochs):
         if not 0 <= w < e:
@@ -139,10 +150,14 @@ def validate(config: SearchConfig) -> None:
     if k < 1 or config.channels % k or (config.channels // k) % 2:
         raise ConfigError(f"--partial-channels {k}: --channels {config.channels} must split into {k} groups of an "
                           "even size")
+    if not 0.0 <= config.drop_path < 1.0:
+        raise ConfigError(f"--drop-path must lie in [0, 1), got {config.drop_path}")
     if not 0.0 < config.train_portion < 1.0:
         raise ConfigError("--train-portion must lie strictly between 0 and 1")
     if config.add_op_epochs < 1 or (config.opp_score_batches is not None and config.opp_score_batches < 1):
         raise ConfigError("--add-op-epochs and --opp-score-batches must be at least 1")
+    if config.opp_score_bn not in ("train", "reference"):
+        raise ConfigError(f"--opp-score-bn must be train or reference, got {config.opp_score_bn!r}")
     if config.valid_last is not None and config.valid_last < 1:
         raise ConfigError("--valid-last must be at least 1 (the last epoch of each stage is always validated)")
     if config.batch_size < 2:

@@ -74,18 +74,22 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 class Cutout:
-    """Zero one ``length`` x ``length`` square (clipped at the borders) of a CHW tensor.
+    """Zero one ``length`` x ``length`` square (clipped at the borders) of a CHW tensor, with probability
+    ``prob`` (RobustDARTS ramps it with its search drop-path).
 
     The centre is a uniformly random pixel drawn with ``torch.randint`` (torch's global RNG),
     so ``torch.manual_seed`` makes it reproducible.
     """
 
-    def __init__(self, length: int) -> None:
+    def __init__(self, length: int, prob: float = 1.0) -> None:
         if length < 1:
             raise ValueError(f"Cutout length must be >= 1, got {length}")
         self.length = length
+        self.prob = prob
 
     def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        if self.prob < 1.0 and float(torch.rand(())) >= self.prob:
+            return img
         height, width = img.shape[-2:]
         cy = int(torch.randint(height, ()))
         cx = int(torch.randint(width, ()))
@@ -95,7 +99,15 @@ class Cutout:
         return out
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(length={self.length})"
+        return f"{type(self).__name__}(length={self.length}, prob={self.prob})"
+
+
+def cutout_of(dataset: Dataset) -> Cutout | None:
+    """The Cutout step of a dataset's transform (looking through Subsets), or None."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    steps = getattr(getattr(dataset, "transform", None), "transforms", [])
+    return next((step for step in steps if isinstance(step, Cutout)), None)
 
 
 def search_transform(info: DatasetInfo, cutout: int = 0) -> transforms.Compose:

@@ -213,6 +213,9 @@ def genotype_from_record(record: Mapping[str, Any], known_ops: Iterable[str] | N
     version = record.get("version")
     if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
         raise GenotypeError(f"unsupported genotype file version {version!r} (this pdarts-wild reads 1..{FORMAT_VERSION})")
+    if record.get("space") == "nb201":
+        raise GenotypeError("holds a NAS-Bench-201 cell (space nb201), not a DARTS-space genotype: build it with "
+                            "pdarts_wild.nb201.NetworkNB201 (tools/model_info.py --net nb201)")
     if all(f in record for f in FIELDS):
         return Genotype.make(*(record[f] for f in FIELDS), known_ops=known_ops)
     if isinstance(record.get("genotype"), str):

@@ -1,15 +1,18 @@
 """NAS-Bench-201: the architecture string and the benchmark's network (TinyNetwork) built from it."""
 from __future__ import annotations
 
-from typing import NamedTuple
+import json
+from pathlib import Path
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import torch
 from torch import nn
 
 from .genotype import GenotypeError
 from .ops import ReLUConvBN, build_op
+from .spaces import SPACES
 
-NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+NB201_OPS = SPACES["nb201"].primitives
 NB201_NODES = 4  # node 0 is the cell input; nodes 1..3 sum one edge from every earlier node
 
 
@@ -40,12 +43,44 @@ class NB201Arch(NamedTuple):
                 raise GenotypeError(f"node {i} must list every earlier node 0..{i - 1} exactly once, got {node!r}")
         return cls(tuple(edges))
 
+    @classmethod
+    def resolve(cls, spec: "str | Path | NB201Arch") -> "NB201Arch":
+        """An arch string, or the ``genotype.json`` of an nb201 search; ``GenotypeError`` says why not."""
+        if isinstance(spec, NB201Arch):
+            return spec
+        text = str(spec).strip()
+        if text.startswith("Genotype("):
+            raise GenotypeError("a DARTS-space genotype cannot build a NAS-Bench-201 network; give a "
+                                "'|op~0|+|op~0|op~1|+...' string")
+        if not text.startswith("|") and Path(text).is_file():
+            try:
+                record = json.loads(Path(text).read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise GenotypeError(f"{text}: not a genotype.json file") from None
+            if not isinstance(record, dict) or record.get("space") != "nb201":
+                space = record.get("space", "darts") if isinstance(record, dict) else "?"
+                raise GenotypeError(f"{text} holds a genotype of space {space}, not a NAS-Bench-201 cell (space nb201)")
+            text = str(record.get("genotype", ""))
+        return cls.from_string(text)
+
     def to_string(self) -> str:
         parts, k = [], 0
         for i in range(1, NB201_NODES):
             parts.append("|" + "".join(f"{op}~{j}|" for op, j in self.edges[k:k + i]))
             k += i
         return "+".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``genotype.json`` fields: the arch string, as the benchmark's look-ups take it."""
+        return {"genotype": self.to_string()}
+
+
+def derive_nb201(weights: Sequence[Mapping[str, float]]) -> NB201Arch:
+    """NAS-Bench-201's rule: every edge keeps its largest-weight op, ``none`` included (first maximum wins)."""
+    sources = [j for i in range(1, NB201_NODES) for j in range(i)]
+    if len(weights) != len(sources):
+        raise GenotypeError(f"a NAS-Bench-201 cell has {len(sources)} edges, got weights for {len(weights)}")
+    return NB201Arch(tuple((max(w, key=w.__getitem__), j) for w, j in zip(weights, sources)))
 
 
 class NB201Cell(nn.Module):
@@ -81,13 +116,9 @@ class NetworkNB201(nn.Module):
     """NAS-Bench-201's TinyNetwork: stem, three stages of ``layers`` cells (C, 2C, 4C) joined by residual
     reductions, BN-ReLU, global pooling, classifier. Returns ``(logits, None)`` like the DARTS networks."""
 
-    def __init__(self, arch: NB201Arch | str, C: int = 16, num_classes: int = 10, layers: int = 5) -> None:
+    def __init__(self, arch: NB201Arch | str | Path, C: int = 16, num_classes: int = 10, layers: int = 5) -> None:
         super().__init__()
-        if not isinstance(arch, NB201Arch):
-            if str(arch).lstrip().startswith("Genotype("):
-                raise GenotypeError("a DARTS-space genotype cannot build a NAS-Bench-201 network; give a "
-                                    "'|op~0|+|op~0|op~1|+...' string")
-            arch = NB201Arch.from_string(str(arch))
+        arch = NB201Arch.resolve(arch)
         self.stem = nn.Sequential(nn.Conv2d(3, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
         blocks: list[nn.Module] = []
         for stage, channels in enumerate((C, 2 * C, 4 * C)):

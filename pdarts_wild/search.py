@@ -23,9 +23,9 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .architect import Architect
 from .config import SearchConfig
-from .data import build_search_dataset, split_indices
+from .data import build_search_dataset, cutout_of, split_indices
 from .genotype import genotype_record, write_genotype_file
-from .spaces import CELL_TYPES, Candidates, edge_inputs, get_space
+from .spaces import Candidates, SearchSpace, get_space
 from .strategies import Derivation, Growth, StagePlan, Strategy, get_strategy
 from .supernet import Supernet
 
@@ -133,8 +133,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _edge_name(e: int, steps: int) -> str:
-    node, j = edge_inputs(steps)[e]
+def _edge_name(e: int, space: SearchSpace) -> str:
+    node, j = space.edges[e]
+    if space.topology == "nb201":  # the benchmark's numbering: node 0 is the cell input
+        return f"e{e:02d}_n{node + 1}<-n{j}"
     source = ("c_k-2", "c_k-1")[j] if j < 2 else f"n{j - 2}"
     return f"e{e:02d}_n{node}<-{source}"
 
@@ -160,6 +162,7 @@ class Search:
                                                   train_limit=config.train_limit)
         weights_idx, arch_idx = split_indices(len(dataset), config.train_portion)
         self.weight_data, self.arch_data = Subset(dataset, weights_idx), Subset(dataset, arch_idx)
+        self.cutout = cutout_of(dataset)
 
     # ----------------------------------------------------------------------------------------- state
 
@@ -188,7 +191,8 @@ class Search:
         self.forward: nn.Module = model
         if self.ddp.world_size > 1:
             self.forward = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.w_opt = torch.optim.SGD(model.weight_parameters(), lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        self.w_opt = torch.optim.SGD(model.weight_parameters(), lr, momentum=c.momentum, weight_decay=c.weight_decay,
+                                     nesterov=c.nesterov)
         self.a_opt = torch.optim.Adam(model.arch_parameters(), c.arch_lr, betas=c.arch_betas,
                                       weight_decay=c.arch_weight_decay)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, epochs, eta_min=c.lr_min)
@@ -250,7 +254,7 @@ class Search:
             self._restore(ckpt)
         if state["epoch"] == 0:
             log.info("stage %d/%d: %d cells, ops per edge %s", state["stage"] + 1, len(self.plan), stage.layers,
-                     sorted({len(ops) for cell in CELL_TYPES for ops in state["candidates"][cell]}))
+                     sorted({len(ops) for edges in state["candidates"].values() for ops in edges}))
         while state["epoch"] < stage.epochs:
             self._grow(stage, state)
             self._run_epoch(stage, state)
@@ -272,7 +276,7 @@ class Search:
         if model is None:
             return
         self._adopt(model, self.scheduler.get_last_lr()[0], stage.epochs - state["epoch"])
-        state["candidates"] = {cell: list(model.candidates[cell]) for cell in CELL_TYPES}
+        state["candidates"] = {cell: list(edges) for cell, edges in model.candidates.items()}
         ops = [op for op in self.space.primitives if any(op in edge for edges in state["candidates"].values()
                                                           for edge in edges)]
         state["growth"].append({"epoch": epoch, "ops": ops})
@@ -283,9 +287,12 @@ class Search:
     def _train_loss(self, model: Supernet, epoch: int) -> float:
         """Mean cross-entropy of ``model`` on the weight half (its first ``opp_score_batches`` batches, if set, with
         the training augmentation) in train mode, with batch statistics; BN running statistics and the
-        module's mode are put back afterwards."""
+        module's mode are put back afterwards. With ``opp_score_bn = "reference"``, ``model`` is scored in the
+        modes its modules are in and keeps the running statistics the scoring updates."""
+        reference = self.config.opp_score_bn == "reference"
         saved, mode = [b.clone() for b in model.buffers()], model.training
-        model.train()
+        if not reference:
+            model.train()
         loader = self._loader(self.weight_data, epoch, 2)
         limit = self.config.opp_score_batches
         batches = self._batches(loader)
@@ -294,9 +301,10 @@ class Search:
             x, y = next(batches)
             totals += torch.tensor([F.cross_entropy(model(x), y, reduction="sum").item(), 0.0, y.numel(), 0.0],
                                    dtype=torch.float64)
-        for buffer, value in zip(model.buffers(), saved):
-            buffer.copy_(value)
-        model.train(mode)
+        if not reference:
+            for buffer, value in zip(model.buffers(), saved):
+                buffer.copy_(value)
+            model.train(mode)
         return self._reduce(totals)[0]
 
     def _global_epoch(self, state: dict[str, Any]) -> int:
@@ -332,6 +340,7 @@ class Search:
         global_epoch = self._global_epoch(state)
         p_skip = self.strategy.skip_dropout(stage, e)
         self.model.set_skip_dropout(p_skip)
+        p_drop = self._ramp_drop_path(stage, e)
         lr = self.scheduler.get_last_lr()[0]
         train_arch = e >= stage.arch_frozen_epochs
         weight_loader = self._loader(self.weight_data, global_epoch, 0)
@@ -364,16 +373,30 @@ class Search:
         train_loss, train_acc, samples, arch_loss = self._reduce(totals)
         validate = c.valid_last is None or e >= stage.epochs - c.valid_last
         valid_loss, valid_acc = self._validate() if validate else (None, None)
-        record = {"stage": s + 1, "epoch": e + 1, "lr": lr, "skip_dropout": p_skip, "train_loss": train_loss,
+        record = {"stage": s + 1, "epoch": e + 1, "lr": lr, "skip_dropout": p_skip, "drop_path": p_drop,
+                  "train_loss": train_loss,
                   "train_acc": train_acc, "arch_loss": arch_loss if train_arch else None, "valid_loss": valid_loss,
                   "valid_acc": valid_acc, "img_per_s": samples / elapsed}
         if self.device.type == "cuda":
             record["peak_mem_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
         state["history"].append(record)
         valid = "" if valid_acc is None else f" | valid loss {valid_loss:.4f} acc {100 * valid_acc:.2f}%"
-        log.info("stage %d epoch %d/%d lr %.5f skip-drop %.3f | train loss %.4f acc %.2f%%%s | %.1f img/s", s + 1, e + 1,
-                 stage.epochs, lr, p_skip, train_loss, 100 * train_acc, valid, record["img_per_s"])
+        drop = f" drop-path {p_drop:.3f}" if c.drop_path > 0 else ""
+        log.info("stage %d epoch %d/%d lr %.5f skip-drop %.3f%s | train loss %.4f acc %.2f%%%s | %.1f img/s", s + 1,
+                 e + 1, stage.epochs, lr, p_skip, drop, train_loss, 100 * train_acc, valid, record["img_per_s"])
         self._log_tensorboard(record, state["step"])
+
+    def _ramp_drop_path(self, stage: StagePlan, epoch: int) -> float:
+        """RobustDARTS: with ``drop_path`` p > 0, epoch e of E uses drop-path p * e / (E - 1) on every mixed-edge
+        output and applies cutout with probability e / (E - 1); returns the drop-path rate."""
+        p = self.config.drop_path
+        if p <= 0:
+            return 0.0
+        ramp = epoch / max(stage.epochs - 1, 1)
+        self.model.set_drop_path(p * ramp)
+        if self.cutout is not None:
+            self.cutout.prob = ramp
+        return p * ramp
 
     def _no_bar(self) -> bool | None:
         if not self.ddp.main:
@@ -413,10 +436,10 @@ class Search:
         for cell, edges in self.model.alpha_table().items():
             for e, weights in enumerate(edges):
                 for op, w in weights.items():
-                    self.writer.add_scalar(f"alpha_{cell}/{_edge_name(e, self.space.steps)}/{op}", w, step)
+                    self.writer.add_scalar(f"alpha_{cell}/{_edge_name(e, self.space)}/{op}", w, step)
         for cell, scales in (self.model.edge_scale_table() or {}).items():
             for e, g in enumerate(scales):
-                self.writer.add_scalar(f"edge_weight_{cell}/{_edge_name(e, self.space.steps)}", g, step)
+                self.writer.add_scalar(f"edge_weight_{cell}/{_edge_name(e, self.space)}", g, step)
         self.writer.flush()
 
     # ----------------------------------------------------------------------------------------- result

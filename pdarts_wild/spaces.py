@@ -21,15 +21,16 @@ DARTS_PRIMITIVES = (
 Candidates = dict[str, list[tuple[str, ...]]]
 
 
-def edge_inputs(steps: int = 4) -> list[tuple[int, int]]:
-    """(node, input state) of every edge in alpha-row order; state 0 = c_{k-2}, 1 = c_{k-1}, 2.. = nodes."""
-    return [(node, j) for node in range(steps) for j in range(node + 2)]
+def edge_inputs(steps: int = 4, inputs: int = 2) -> list[tuple[int, int]]:
+    """(node, input state) of every edge in alpha-row order. DARTS cells (``inputs`` = 2): state 0 = c_{k-2},
+    1 = c_{k-1}, 2.. = nodes; NAS-Bench-201 cells (``inputs`` = 1): state 0 = the cell input, 1.. = nodes."""
+    return [(node, j) for node in range(steps) for j in range(node + inputs)]
 
 
-def node_edges(steps: int = 4) -> list[list[int]]:
+def node_edges(steps: int = 4, inputs: int = 2) -> list[list[int]]:
     """Edge indices (alpha rows) entering each intermediate node."""
     rows: list[list[int]] = [[] for _ in range(steps)]
-    for edge, (node, _) in enumerate(edge_inputs(steps)):
+    for edge, (node, _) in enumerate(edge_inputs(steps, inputs)):
         rows[node].append(edge)
     return rows
 
@@ -39,17 +40,39 @@ class SearchSpace:
     """A cell search space: the alpha column order and each edge's initial candidate ops.
 
     ``edge_ops`` gives per cell type, per edge, the ops of spaces whose edges differ (RobustDARTS S1);
-    without it every edge holds every primitive.
+    without it every edge holds every primitive. ``topology`` "darts": two-input cells of ``steps`` nodes
+    whose outputs are concatenated, normal and reduction cells; "nb201": NAS-Bench-201's one-input cell
+    whose last node is the output, one cell type shared by every cell of its fixed macro skeleton.
     """
 
     name: str
     primitives: tuple[str, ...]
     steps: int = 4
     edge_ops: dict[str, tuple[tuple[str, ...], ...]] | None = None
+    topology: str = "darts"
+
+    @property
+    def inputs(self) -> int:
+        """States a cell starts from: c_{k-2} and c_{k-1} in DARTS cells, the cell input in NAS-Bench-201."""
+        return 1 if self.topology == "nb201" else 2
+
+    @property
+    def cell_types(self) -> tuple[str, ...]:
+        """Cell types with architecture parameters of their own."""
+        return ("normal",) if self.topology == "nb201" else CELL_TYPES
+
+    @property
+    def edges(self) -> list[tuple[int, int]]:
+        """(node, input state) of every edge in alpha-row order (see :func:`edge_inputs`)."""
+        return edge_inputs(self.steps, self.inputs)
+
+    @property
+    def node_edges(self) -> list[list[int]]:
+        return node_edges(self.steps, self.inputs)
 
     @property
     def num_edges(self) -> int:
-        return len(edge_inputs(self.steps))
+        return len(self.edges)
 
     def ordered(self, ops: Iterable[str]) -> tuple[str, ...]:
         """An edge's op set in the space's column order; ``ValueError`` for an op outside the space."""
@@ -63,8 +86,8 @@ class SearchSpace:
     def initial_candidates(self) -> Candidates:
         """Each edge's ops when a search starts (every primitive, unless ``edge_ops`` says otherwise)."""
         if self.edge_ops is None:
-            return {cell: [self.primitives] * self.num_edges for cell in CELL_TYPES}
-        return {cell: [self.ordered(ops) for ops in self.edge_ops[cell]] for cell in CELL_TYPES}
+            return {cell: [self.primitives] * self.num_edges for cell in self.cell_types}
+        return {cell: [self.ordered(ops) for ops in self.edge_ops[cell]] for cell in self.cell_types}
 
 
 def _pairs(text: str) -> tuple[tuple[str, ...], ...]:
@@ -91,6 +114,9 @@ SPACES: dict[str, SearchSpace] = {
     "s2": SearchSpace("s2", ("skip_connect", "sep_conv_3x3")),
     "s3": SearchSpace("s3", ("none", "skip_connect", "sep_conv_3x3")),
     "s4": SearchSpace("s4", ("noise", "sep_conv_3x3")),
+    # NAS-Bench-201 (Dong & Yang, ICLR 2020): nodes 1..3 each sum one edge from every earlier node.
+    "nb201": SearchSpace("nb201", ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"), steps=3,
+                         topology="nb201"),
 }
 
 

@@ -11,9 +11,11 @@ from typing import Iterator
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torchvision.ops import stochastic_depth
 
+from .nb201 import ResidualReduction
 from .ops import POOLING_OPS, build_op, cell_preprocessing, is_identity
-from .spaces import CELL_TYPES, Candidates, SearchSpace, edge_inputs, node_edges
+from .spaces import Candidates, SearchSpace, edge_inputs
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -26,11 +28,12 @@ class MixedEdge(nn.Module):
     """Softmax-weighted sum of an edge's candidate ops; ``none`` contributes exactly zero and is not computed.
 
     With ``partial`` = K > 1 (PC-DARTS), only the first C/K channels go through the ops; the others
-    bypass them (max-pooled on stride-2 edges) and a channel shuffle mixes the two parts.
+    bypass them (max-pooled on stride-2 edges) and a channel shuffle mixes the two parts. Pools are
+    followed by a BatchNorm in DARTS-space cells (``pool_bn``), not in NAS-Bench-201 cells.
     """
 
     def __init__(self, op_names: tuple[str, ...], channels: int, stride: int, affine: bool, skip_dropout: float,
-                 partial: int = 1) -> None:
+                 partial: int = 1, pool_bn: bool = True) -> None:
         super().__init__()
         self.op_names = op_names
         self.stride = stride
@@ -38,16 +41,16 @@ class MixedEdge(nn.Module):
         self.width = channels // partial
         self.affine = affine
         self.skip_dropout = skip_dropout
+        self.pool_bn = pool_bn
         self.computed = [i for i, name in enumerate(op_names) if name != "none"]
-        self.ops = nn.ModuleList(self._build(op_names[i], self.width, stride, affine, skip_dropout) for i in self.computed)
+        self.ops = nn.ModuleList(self._build(op_names[i]) for i in self.computed)
 
-    @staticmethod
-    def _build(name: str, channels: int, stride: int, affine: bool, skip_dropout: float) -> nn.Module:
-        op = build_op(name, channels, stride, affine)
-        if name in POOLING_OPS:
-            return nn.Sequential(op, nn.BatchNorm2d(channels, affine=affine))
-        if is_identity(op) and skip_dropout > 0:
-            return nn.Sequential(op, nn.Dropout(skip_dropout))
+    def _build(self, name: str) -> nn.Module:
+        op = build_op(name, self.width, self.stride, self.affine)
+        if name in POOLING_OPS and self.pool_bn:
+            return nn.Sequential(op, nn.BatchNorm2d(self.width, affine=self.affine))
+        if is_identity(op) and self.skip_dropout > 0:
+            return nn.Sequential(op, nn.Dropout(self.skip_dropout))
         return op
 
     def add_op(self, op_names: tuple[str, ...], name: str) -> None:
@@ -56,7 +59,7 @@ class MixedEdge(nn.Module):
         self.op_names = op_names
         self.computed = [i for i, op in enumerate(op_names) if op != "none"]
         if name != "none":
-            module = self._build(name, self.width, self.stride, self.affine, self.skip_dropout)
+            module = self._build(name)
             self.ops.insert(self.computed.index(op_names.index(name)), module)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -70,6 +73,24 @@ class MixedEdge(nn.Module):
 
     def _mix(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         return sum(weights[i] * op(x) for i, op in zip(self.computed, self.ops))
+
+
+def sum_nodes(states: list[torch.Tensor], edges: nn.ModuleList, steps: int, weights: list[torch.Tensor],
+              edge_scale: torch.Tensor | None, drop_path: float, training: bool) -> list[torch.Tensor]:
+    """Append ``steps`` nodes to ``states``, each the sum of one mixed edge from every state before it (edges
+    in alpha-row order). ``edge_scale``: one factor per edge (PC-DARTS edge normalisation); ``drop_path``:
+    RobustDARTS' per-sample drop-path on every edge output while training."""
+    edge = 0
+    for _ in range(steps):
+        node = 0
+        for state in states:
+            out = edges[edge](state, weights[edge])
+            if drop_path > 0:
+                out = stochastic_depth(out, drop_path, "row", training)
+            node = node + (out if edge_scale is None else edge_scale[edge] * out)
+            edge += 1
+        states.append(node)
+    return states
 
 
 class SearchCell(nn.Module):
@@ -90,7 +111,9 @@ class SearchCell(nn.Module):
     ) -> None:
         super().__init__()
         self.reduction = reduction
+        self.kind = "reduce" if reduction else "normal"
         self.steps = steps
+        self.drop_path = 0.0
         self.preprocess0, self.preprocess1 = cell_preprocessing(c_prev_prev, c_prev, channels, reduction_prev, affine)
         self.edges = nn.ModuleList(
             MixedEdge(ops, channels, 2 if reduction and j < 2 else 1, affine, skip_dropout, partial)
@@ -100,20 +123,36 @@ class SearchCell(nn.Module):
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: list[torch.Tensor],
                 edge_scale: torch.Tensor | None = None) -> torch.Tensor:
         """``edge_scale``: one factor per edge multiplying its output (PC-DARTS edge normalisation)."""
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
-        edge = 0
-        for _ in range(self.steps):
-            node = 0
-            for state in states:
-                out = self.edges[edge](state, weights[edge])
-                node = node + (out if edge_scale is None else edge_scale[edge] * out)
-                edge += 1
-            states.append(node)
+        states = sum_nodes([self.preprocess0(s0), self.preprocess1(s1)], self.edges, self.steps, weights, edge_scale,
+                           self.drop_path, self.training)
         return torch.cat(states[2:], dim=1)
 
 
+class NB201SearchCell(nn.Module):
+    """A NAS-Bench-201 search cell: nodes 1..``steps`` each sum a mixed edge from every earlier node; the last
+    node is the output (channels unchanged, no preprocessing, pools without BatchNorm)."""
+
+    kind = "normal"
+
+    def __init__(self, candidates: list[tuple[str, ...]], steps: int, channels: int, affine: bool, skip_dropout: float,
+                 partial: int = 1) -> None:
+        super().__init__()
+        self.steps = steps
+        self.drop_path = 0.0
+        self.edges = nn.ModuleList(MixedEdge(ops, channels, 1, affine, skip_dropout, partial, pool_bn=False)
+                                   for ops in candidates)
+
+    def forward(self, x: torch.Tensor, weights: list[torch.Tensor], edge_scale: torch.Tensor | None = None) -> torch.Tensor:
+        return sum_nodes([x], self.edges, self.steps, weights, edge_scale, self.drop_path, self.training)[-1]
+
+
 class Supernet(nn.Module):
-    """The DARTS search network: stem, ``layers`` search cells (reductions at L//3 and 2L//3), classifier."""
+    """The search network of ``space``'s topology, with one (edges x primitives) alpha matrix per cell type.
+
+    DARTS topology: stem, ``layers`` search cells (reductions at L//3 and 2L//3), classifier.
+    NAS-Bench-201: stem, three stages of ``layers`` cells (C, 2C, 4C channels) joined by the benchmark's
+    residual reduction blocks, BN-ReLU, classifier; one alpha matrix shared by every cell.
+    """
 
     def __init__(
         self,
@@ -134,8 +173,30 @@ class Supernet(nn.Module):
             raise ValueError(f"partial channels: {channels} channels must split into {partial_channels} groups of an "
                              "even size")
         self.space = space
-        self.candidates = {cell: [space.ordered(ops) for ops in candidates[cell]] for cell in CELL_TYPES}
-        steps = space.steps
+        self.cell_types = space.cell_types
+        self.candidates = {cell: [space.ordered(ops) for ops in candidates[cell]] for cell in self.cell_types}
+        self.head: nn.Module = nn.Identity()
+        if space.topology == "nb201":
+            c_out = self._build_nb201(in_chans, channels, layers, affine, skip_dropout, partial_channels)
+        else:
+            c_out = self._build_darts(in_chans, channels, layers, stem_multiplier, affine, skip_dropout, partial_channels)
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c_out, num_classes)
+        n_ops = len(space.primitives)
+        self.alphas = nn.ParameterDict(
+            {cell: nn.Parameter(1e-3 * torch.randn(space.num_edges, n_ops)) for cell in self.cell_types}
+        )
+        self.betas = nn.ParameterDict(
+            {cell: nn.Parameter(1e-3 * torch.randn(space.num_edges)) for cell in self.cell_types}
+            if edge_normalization else {}
+        )
+        for cell in self.cell_types:
+            self.register_buffer(f"active_{cell}", self._mask(self.candidates[cell]), persistent=False)
+
+    def _build_darts(self, in_chans: int, channels: int, layers: int, stem_multiplier: int, affine: bool,
+                     skip_dropout: float, partial: int) -> int:
+        """Stem and DARTS search cells; returns the channels of the last cell's output."""
+        steps = self.space.steps
         c_curr = stem_multiplier * channels
         self.stem = nn.Sequential(nn.Conv2d(in_chans, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
         c_prev_prev, c_prev, c_curr = c_curr, c_curr, channels
@@ -146,20 +207,28 @@ class Supernet(nn.Module):
             c_curr = c_curr * 2 if reduction else c_curr
             cell_type = "reduce" if reduction else "normal"
             self.cells.append(SearchCell(self.candidates[cell_type], steps, c_prev_prev, c_prev, c_curr,
-                                         reduction, reduction_prev, affine, skip_dropout, partial_channels))
+                                         reduction, reduction_prev, affine, skip_dropout, partial))
             reduction_prev = reduction
             c_prev_prev, c_prev = c_prev, steps * c_curr
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c_prev, num_classes)
-        n_ops = len(space.primitives)
-        self.alphas = nn.ParameterDict(
-            {cell: nn.Parameter(1e-3 * torch.randn(space.num_edges, n_ops)) for cell in CELL_TYPES}
-        )
-        self.betas = nn.ParameterDict(
-            {cell: nn.Parameter(1e-3 * torch.randn(space.num_edges)) for cell in CELL_TYPES} if edge_normalization else {}
-        )
-        for cell in CELL_TYPES:
-            self.register_buffer(f"active_{cell}", self._mask(self.candidates[cell]), persistent=False)
+        return c_prev
+
+    def _build_nb201(self, in_chans: int, channels: int, layers: int, affine: bool, skip_dropout: float,
+                     partial: int) -> int:
+        """NAS-Bench-201's skeleton with search cells; returns the channels of the last stage."""
+        self.stem = nn.Sequential(nn.Conv2d(in_chans, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+        blocks: list[nn.Module] = []
+        for stage, c in enumerate((channels, 2 * channels, 4 * channels)):
+            if stage:
+                blocks.append(ResidualReduction(c // 2, c))
+            blocks += [NB201SearchCell(self.candidates["normal"], self.space.steps, c, affine, skip_dropout, partial)
+                       for _ in range(layers)]
+        self.cells = nn.ModuleList(blocks)
+        self.head = nn.Sequential(nn.BatchNorm2d(4 * channels), nn.ReLU(inplace=True))
+        return 4 * channels
+
+    def search_cells(self) -> Iterator[SearchCell | NB201SearchCell]:
+        """The cells holding mixed edges (not NAS-Bench-201's fixed reduction blocks)."""
+        return (cell for cell in self.cells if isinstance(cell, (SearchCell, NB201SearchCell)))
 
     def _mask(self, candidates: list[tuple[str, ...]]) -> torch.Tensor:
         column = {name: k for k, name in enumerate(self.space.primitives)}
@@ -171,18 +240,17 @@ class Supernet(nn.Module):
     def add_op(self, name: str) -> None:
         """Append op ``name`` to every edge of both cell types (OPP-DARTS): fresh modules on the supernet's
         device and a fresh 1e-3 N(0, 1) alpha column; other weights and alphas stay as they are."""
-        if any(name in ops for cell_type in CELL_TYPES for ops in self.candidates[cell_type]):
+        if any(name in ops for edges in self.candidates.values() for ops in edges):
             raise ValueError(f"add_op: an edge already holds {name!r}")
         device = self.alphas["normal"].device
         column = self.space.primitives.index(name)
-        for cell_type in CELL_TYPES:
+        for cell_type in self.cell_types:
             self.candidates[cell_type] = [self.space.ordered((*ops, name)) for ops in self.candidates[cell_type]]
             getattr(self, f"active_{cell_type}")[:, column] = True
             with torch.no_grad():
                 self.alphas[cell_type][:, column] = 1e-3 * torch.randn(self.space.num_edges)
-        for cell in self.cells:
-            ops = self.candidates["reduce" if cell.reduction else "normal"]
-            for edge, edge_ops in zip(cell.edges, ops):
+        for cell in self.search_cells():
+            for edge, edge_ops in zip(cell.edges, self.candidates[cell.kind]):
                 edge.add_op(edge_ops, name)
                 edge.to(device)
 
@@ -202,19 +270,19 @@ class Supernet(nn.Module):
         if cell not in self.betas:
             return None
         beta = self.betas[cell]
-        return torch.cat([F.softmax(beta[edges], dim=0) for edges in node_edges(self.space.steps)])
+        return torch.cat([F.softmax(beta[edges], dim=0) for edges in self.space.node_edges])
 
     def edge_scale_table(self) -> dict[str, list[float]] | None:
         """Per cell type, the edge weights of :meth:`edge_scales` (what genotype.json stores), or None."""
         if not self.betas:
             return None
         with torch.no_grad():
-            return {cell: self.edge_scales(cell).tolist() for cell in CELL_TYPES}
+            return {cell: self.edge_scales(cell).tolist() for cell in self.cell_types}
 
     def alpha_table(self) -> dict[str, list[dict[str, float]]]:
         """Per cell type, per edge: op name -> softmax weight (what genotype.json stores)."""
         table = {}
-        for cell in CELL_TYPES:
+        for cell in self.cell_types:
             with torch.no_grad():
                 weights = self.edge_weights(cell)
             table[cell] = [dict(zip(ops, w.tolist())) for ops, w in zip(self.candidates[cell], weights)]
@@ -225,6 +293,11 @@ class Supernet(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Dropout):
                 module.p = p
+
+    def set_drop_path(self, p: float) -> None:
+        """Set the drop-path rate on every mixed-edge output (RobustDARTS' search regularisation; 0 = off)."""
+        for cell in self.search_cells():
+            cell.drop_path = p
 
     def freeze_random_features(self, train_classifier: bool = False) -> None:
         """RF-DARTS: every conv (and, unless ``train_classifier``, the classifier) keeps its random initial
@@ -241,10 +314,13 @@ class Supernet(nn.Module):
         return (p for p in self.parameters() if id(p) not in arch and p.requires_grad)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weights = {cell: self.edge_weights(cell) for cell in CELL_TYPES}
-        scales = {cell: self.edge_scales(cell) for cell in CELL_TYPES}
+        mixing = {cell: (self.edge_weights(cell), self.edge_scales(cell)) for cell in self.cell_types}
         s0 = s1 = self.stem(x)
         for cell in self.cells:
-            kind = "reduce" if cell.reduction else "normal"
-            s0, s1 = s1, cell(s0, s1, weights[kind], scales[kind])
-        return self.classifier(self.global_pooling(s1).flatten(1))
+            if isinstance(cell, SearchCell):
+                s0, s1 = s1, cell(s0, s1, *mixing[cell.kind])
+            elif isinstance(cell, NB201SearchCell):
+                s1 = cell(s1, *mixing[cell.kind])
+            else:  # a fixed block of the macro skeleton
+                s1 = cell(s1)
+        return self.classifier(self.global_pooling(self.head(s1)).flatten(1))

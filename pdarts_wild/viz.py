@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, NamedTuple, Sequence
 
 from .genotype import Genotype, Pair
+from .nb201 import NB201_NODES, NB201Arch
 from .spaces import CELL_TYPES, edge_inputs
 
 if TYPE_CHECKING:
@@ -38,6 +39,9 @@ OP_COLOURS = {
     "dil_conv_3x3": "#2ca02c",
     "dil_conv_5x5": "#9467bd",
     "conv_7x1_1x7": "#8c564b",
+    "nor_conv_1x1": "#2ca02c",
+    "nor_conv_3x3": "#1f77b4",
+    "noise": "#e377c2",
 }
 EXTRA_COLOURS = ("#e377c2", "#bcbd22", "#ad494a", "#637939", "#843c39", "#7b4173")
 NODE_STYLE = {"input": ("#c1e1c1", (1.15, 0.55)), "node": ("#add8e6", (0.6, 0.55)), "output": ("#eee8aa", (0.95, 0.55))}
@@ -49,6 +53,7 @@ MARGIN = 0.45
 RADII = (0.0, 0.18, -0.18, 0.32, -0.32, 0.48, -0.48, 0.65, -0.65)
 LABEL_SPOTS = (0.5, 0.44, 0.56, 0.38, 0.62, 0.32, 0.68, 0.26, 0.74)
 DPI = 150
+NB201_EDGE_LABELS = tuple(f"n{i}<-n{j}" for i in range(1, NB201_NODES) for j in range(i))  # 6 edges: no DARTS cell
 
 
 class Edge(NamedTuple):
@@ -141,6 +146,11 @@ def cell_layout(pairs: Sequence[Pair], concat: Sequence[int]) -> list[Point]:
     inputs = _node_inputs(pairs) + [list(concat)]
     depth = _layers(inputs[:-1])
     depth.append(max(depth) + 1)
+    return _place(inputs, depth)
+
+
+def _place(inputs: Sequence[Sequence[int]], depth: Sequence[int]) -> list[Point]:
+    """Centres of the states in their layers (``depth``), left to right, each layer sorted by its inputs' height."""
     pos: list[Point] = [(0.0, 0.0)] * len(inputs)
     for layer in range(depth[-1] + 1):
         members = [s for s, d in enumerate(depth) if d == layer]
@@ -151,9 +161,9 @@ def cell_layout(pairs: Sequence[Pair], concat: Sequence[int]) -> list[Point]:
     return pos
 
 
-def _kind(state: int, n_states: int) -> str:
+def _kind(state: int, n_states: int, n_inputs: int = 2) -> str:
     """Box style of ``state``; state ``n_states`` is the output."""
-    return "input" if state < 2 else "output" if state == n_states else "node"
+    return "input" if state < n_inputs else "output" if state == n_states else "node"
 
 
 def _bezier(a: Point, b: Point, rad: float, t: float) -> Point:
@@ -168,17 +178,18 @@ def _inside(p: Point, centre: Point, size: tuple[float, float], pad: float) -> b
     return abs(p[0] - centre[0]) <= size[0] / 2 + pad and abs(p[1] - centre[1]) <= size[1] / 2 + pad
 
 
-def route_edges(edges: Sequence[Edge], pos: Sequence[Point]) -> list[float]:
-    """An ``arc3`` radius per edge: clear of other boxes, apart from earlier edges, as straight as possible."""
+def route_edges(edges: Sequence[Edge], pos: Sequence[Point], kinds: Sequence[str] | None = None) -> list[float]:
+    """An ``arc3`` radius per edge: clear of other boxes, apart from earlier edges, as straight as possible.
+    ``kinds``: the box style of every state (default: a DARTS cell's, the last state being the output)."""
     samples = [i / 40 for i in range(2, 39)]
-    n_states = len(pos) - 1
+    kinds = kinds or [_kind(s, len(pos) - 1) for s in range(len(pos))]
     drawn: list[Point] = []
     used: set[tuple[int, int, float]] = set()
     radii = []
     for e in edges:
         def cost(rad: float) -> float:
             pts = [_bezier(pos[e.src], pos[e.dst], rad, t) for t in samples]
-            hits = sum(_inside(p, pos[s], NODE_STYLE[_kind(s, n_states)][1], 0.15)
+            hits = sum(_inside(p, pos[s], NODE_STYLE[kinds[s]][1], 0.15)
                        for p in pts for s in range(len(pos)) if s not in (e.src, e.dst))
             away = [p for p in pts if min(math.dist(p, pos[e.src]), math.dist(p, pos[e.dst])) > 1.0]
             crowd = sum(any(math.dist(p, q) < 0.22 for q in drawn) for p in away)
@@ -194,20 +205,17 @@ def route_edges(edges: Sequence[Edge], pos: Sequence[Point]) -> list[float]:
 # ----------------------------------------------------------------------------------- cell drawing
 
 
-def _draw_boxes(ax: "Axes", pos: Sequence[Point]) -> list["Patch"]:
+def _draw_boxes(ax: "Axes", pos: Sequence[Point], kinds: Sequence[str], names: Sequence[str]) -> list["Patch"]:
     """The state boxes with their names; returns the box patches."""
     from matplotlib.patches import FancyBboxPatch
 
-    n_states = len(pos) - 1
     boxes = []
-    for s, (x, y) in enumerate(pos):
-        kind = _kind(s, n_states)
+    for (x, y), kind, name in zip(pos, kinds, names):
         fill, (w, h) = NODE_STYLE[kind]
         box = FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0,rounding_size=0.14",
                              fc=fill, ec="#333333", lw=1.2, zorder=3)
         ax.add_patch(box)
-        ax.text(x, y, OUTPUT_NAME if kind == "output" else state_name(s), ha="center", va="center",
-                fontsize=11, zorder=4)
+        ax.text(x, y, name, ha="center", va="center", fontsize=11, zorder=4)
         boxes.append(box)
     return boxes
 
@@ -275,16 +283,34 @@ def cell_figure(genotype: Genotype, cell: str) -> "Figure":
     pos = cell_layout(pairs, concat)
     out = len(pos) - 1
     edges = [Edge(j, 2 + k // 2, op) for k, (op, j) in enumerate(pairs)] + [Edge(s, out, None) for s in concat]
-    radii = route_edges(edges, pos)
+    kinds = [_kind(s, out) for s in range(len(pos))]
+    names = [state_name(s) for s in range(out)] + [OUTPUT_NAME]
+    return _graph_figure(f"{cell} cell", pos, edges, kinds, names)
+
+
+def nb201_cell_figure(arch: NB201Arch) -> "Figure":
+    """A NAS-Bench-201 cell: node 0 (the input) to node 3 (the output), one arrow per op that is not ``none``."""
+    inputs = [list(range(i)) for i in range(NB201_NODES)]
+    pos = _place(inputs, _layers(inputs))
+    targets = [i for i in range(1, NB201_NODES) for _ in range(i)]
+    edges = [Edge(j, i, op) for (op, j), i in zip(arch.edges, targets) if op != "none"]
+    kinds = [_kind(s, NB201_NODES - 1, n_inputs=1) for s in range(NB201_NODES)]
+    return _graph_figure("NAS-Bench-201 cell", pos, edges, kinds, [str(s) for s in range(NB201_NODES)])
+
+
+def _graph_figure(title: str, pos: Sequence[Point], edges: Sequence[Edge], kinds: Sequence[str],
+                  names: Sequence[str]) -> "Figure":
+    """Boxes at ``pos``, routed arrows with op labels, ``title`` top left, on a new figure."""
+    radii = route_edges(edges, pos, kinds)
     (x0, x1), (y0, y1) = _limits(edges, radii, pos)
     fig = _new_figure(figsize=((x1 - x0) * INCHES_PER_UNIT, (y1 - y0) * INCHES_PER_UNIT))
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
     ax.set_axis_off()
-    ax.text(x0 + 0.15, y1 - 0.15, f"{cell} cell", ha="left", va="top", fontsize=11, fontweight="bold")
-    colours = op_colours([op for op, _ in pairs])
-    boxes = _draw_boxes(ax, pos)
+    ax.text(x0 + 0.15, y1 - 0.15, title, ha="left", va="top", fontsize=11, fontweight="bold")
+    colours = op_colours([e.op for e in edges if e.op is not None])
+    boxes = _draw_boxes(ax, pos, kinds, names)
     _draw_arrows(ax, edges, radii, pos, boxes, colours)
     _draw_labels(ax, edges, radii, pos, boxes, colours)
     return fig
@@ -295,8 +321,11 @@ def plot_cell(genotype: Genotype, cell: str, path: str | Path) -> list[Path]:
     return _save(cell_figure(genotype, cell), path)
 
 
-def plot_cells(genotype: Genotype, out_dir: str | Path, stem: str = "cell") -> list[Path]:
-    """Both cells as ``<stem>_normal.png/.svg`` and ``<stem>_reduce.png/.svg`` in ``out_dir``."""
+def plot_cells(genotype: Genotype | NB201Arch, out_dir: str | Path, stem: str = "cell") -> list[Path]:
+    """Both cells as ``<stem>_normal.png/.svg`` and ``<stem>_reduce.png/.svg`` in ``out_dir``; a NAS-Bench-201
+    cell as ``<stem>_nb201.png/.svg``."""
+    if isinstance(genotype, NB201Arch):
+        return _save(nb201_cell_figure(genotype), Path(out_dir) / f"{stem}_nb201")
     return [p for cell in CELL_TYPES for p in plot_cell(genotype, cell, Path(out_dir) / f"{stem}_{cell}")]
 
 
@@ -320,7 +349,7 @@ def edge_labels(steps: int) -> list[str]:
 
 def _alpha_table(weights: Sequence[Mapping[str, float]]) -> tuple[list[str], list[str], list[list[float]]]:
     """Row labels, op columns in first-seen order, and the weights (NaN where an edge lacks the op)."""
-    labels = edge_labels(_steps_for(len(weights)))
+    labels = NB201_EDGE_LABELS if len(weights) == len(NB201_EDGE_LABELS) else edge_labels(_steps_for(len(weights)))
     ops = list(dict.fromkeys(op for row in weights for op in row))
     return labels, ops, [[float(row[op]) if op in row else math.nan for op in ops] for row in weights]
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from pdarts_wild.genotype import Genotype, genotype_record, write_genotype_file
+from pdarts_wild.nb201 import NB201Arch, NetworkNB201
 from pdarts_wild.networks import NetworkCIFAR, count_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +37,15 @@ ALPHAS = {
     "reduce": [{"max_pool_3x3": 0.75, "skip_connect": 0.25}] * 14,
 }
 
+# NAS-Bench-201 cells (6 edges each, 'none' edges are choices too). B differs from A in one edge (2<-0 is none),
+# C in two (1<-0 skip_connect, 3<-2 avg_pool_3x3), so B and C differ in three.
+NB201_A = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|"
+NB201_B = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|"
+NB201_C = "|skip_connect~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_1x1~1|avg_pool_3x3~2|"
+NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+# edge 0 uniform over the 5 ops, the other 5 edges one-hot: mean entropy log(5) / 6.
+NB201_ALPHAS = {"normal": [dict.fromkeys(NB201_OPS, 0.2)] + [{**dict.fromkeys(NB201_OPS, 0.0), "none": 1.0}] * 5}
+
 
 def run_tool(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     code = compare_runs.main([str(a) for a in args])
@@ -43,10 +53,14 @@ def run_tool(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     return code, out, err
 
 
-def write_run(folder: Path, genotype: Genotype, **metadata: Any) -> Path:
+def write_run(folder: Path, genotype: Genotype | NB201Arch, **metadata: Any) -> Path:
     folder.mkdir(parents=True)
     write_genotype_file(folder / "genotype.json", genotype_record(genotype, **metadata))
     return folder
+
+
+def write_nb201_run(folder: Path, arch: str, **metadata: Any) -> Path:
+    return write_run(folder, NB201Arch.from_string(arch), space="nb201", **metadata)
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +127,48 @@ def test_hand_made_entropy_jaccard_skips_and_stages(tmp_path: Path, capsys: pyte
     assert ["normal", 0, 1, "sep_conv_3x3"] not in data["shared"] and ["reduce", 3, 2, "skip_connect"] in data["shared"]
     assert "normal: (0, 0, sep_conv_3x3), (1, 0, skip_connect)" in out
     assert "0.78" in out
+
+
+def test_nb201_runs_params_skips_entropy_and_agreement(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_a = write_nb201_run(tmp_path / "a", NB201_A, algorithm="darts", dataset="cifar10", seed=1,
+                            alphas=NB201_ALPHAS, stage_genotypes=[NB201_A])
+    run_b = write_nb201_run(tmp_path / "b", NB201_B, algorithm="darts", dataset="cifar100", seed=2)
+    run_c = write_nb201_run(tmp_path / "c", NB201_C, algorithm="rf-darts", seed=3)
+    plot, numbers = tmp_path / "cmp.png", tmp_path / "cmp.json"
+    code, out, err = run_tool(run_a, run_b, run_c, "--markdown", "--plot", plot, "--json", numbers, capsys=capsys)
+    assert code == 0, err
+    params_a = count_parameters(NetworkNB201(NB201_A, num_classes=10))
+    assert params_a == 1_073_466  # the figure the benchmark's TinyNetwork gives this cell
+    # agreement: a-b 5/7 (one edge differs), a-c 4/8, b-c 3/9; each run's mean over the other two runs.
+    assert out.startswith("| run | algorithm | seed | params (M) | skips | entropy | changes | agreement |\n")
+    # params 1,073,466 -> 1.073 M; entropy log(5) / 6 = 0.268
+    assert f"| {run_a} | darts | 1 | 1.073 | 1 | 0.268 | - | 0.61 |" in out
+    assert f"| {run_b} | darts | 2 |" in out and "| 1 | - | - | 0.52 |" in out
+    assert f"| {run_c} | rf-darts | 3 |" in out and "| 2 | - | - | 0.42 |" in out
+    assert "Agreement (Jaccard of (node, input, op) sets)" in out
+    assert "\n- normal: (2, 1, nor_conv_3x3), (3, 0, skip_connect), (3, 1, nor_conv_1x1)\n" in out
+    data = json.loads(numbers.read_text())
+    a, b, c = data["runs"]
+    assert [r["space"] for r in data["runs"]] == ["nb201"] * 3
+    assert a["params"] == params_a and c["params"] == count_parameters(NetworkNB201(NB201_C))
+    assert b["params"] == count_parameters(NetworkNB201(NB201_B, num_classes=100))  # the record's dataset
+    assert [r["skips"] for r in data["runs"]] == [{"normal": 1}, {"normal": 1}, {"normal": 2}]
+    assert a["entropy"] == {"normal": pytest.approx(math.log(5) / 6)} and b["entropy"] is None
+    assert a["stage_changes"] == [] and b["stage_changes"] is None
+    jaccard = data["agreement"]["jaccard"]
+    assert jaccard[0][1] == pytest.approx(5 / 7) and jaccard[0][2] == pytest.approx(4 / 8)
+    assert jaccard[1][2] == pytest.approx(3 / 9)
+    assert len(data["shared"]) == 3
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_nb201_and_darts_runs_do_not_mix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    nb201 = write_nb201_run(tmp_path / "nb", NB201_A, seed=1)
+    darts = write_run(tmp_path / "darts", GENOTYPE_A, seed=2)
+    code, out, err = run_tool(nb201, darts, capsys=capsys)
+    assert code == 2 and out == ""
+    assert err == (f"error: cannot compare NAS-Bench-201 (nb201) runs with DARTS-space runs: {nb201} is nb201; "
+                   f"{darts} is darts\n")
 
 
 @pytest.mark.parametrize("case", ["no_record", "bad_json", "bad_alphas"])

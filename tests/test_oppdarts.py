@@ -225,3 +225,37 @@ def test_second_order_search_grows_too(tmp_path: Path) -> None:
     _, record = read_genotype_file(out / "genotype.json")
     assert [len(g["ops"]) for g in record["op_growth"]] == [1, 2, 3]
     assert all(len(edge) == 3 for edge in record["alphas"]["normal"])
+
+
+def test_reference_scoring_runs_trained_cells_in_eval_mode_and_the_new_op_in_train_mode() -> None:
+    """--opp-score-bn reference: as the authors' code, the copy's trained cells use running statistics
+    (eval mode), the stem and the added op's modules batch statistics; the default scores in train mode."""
+    model = single_op_supernet()
+    model.train()
+    modes: dict[str, tuple[bool, bool, bool, bool]] = {}
+
+    def loss(m: Supernet) -> float:
+        extra = next(op for op in m.candidates["normal"][0] if op != "sep_conv_3x3")
+        edge = m.cells[0].edges[0]
+        new = edge.ops[edge.computed.index(edge.op_names.index(extra))] if extra != "none" else None
+        old = edge.ops[edge.computed.index(edge.op_names.index("sep_conv_3x3"))]
+        modes[extra] = (m.stem.training, old.training, m.cells[0].preprocess1.training,
+                        True if new is None else new.training)
+        return 0.0
+
+    reference = OPPDARTS(resolve_config("opp-darts", "digits", "tiny", opp_score_bn="reference"))
+    reference.grow(1, Growth(model, build=None, loss=loss))  # type: ignore[arg-type]
+    assert modes["dil_conv_3x3"] == (True, False, False, True) and modes["max_pool_3x3"] == (True, False, False, True)
+    default = OPPDARTS(resolve_config("opp-darts", "digits", "tiny"))
+    default.grow(1, Growth(model, build=None, loss=loss))  # type: ignore[arg-type]
+    assert modes["dil_conv_3x3"] == (True, True, True, True)
+    assert model.training and all(m.training for m in model.modules())  # the supernet passed in is untouched
+
+
+def test_reference_scoring_keeps_the_running_statistics_it_updates(tmp_path: Path) -> None:
+    config = resolve_config("opp-darts", "digits", "tiny", opp_score_bn="reference")
+    search = Search(config, tmp_path, torch.device("cpu"))
+    model = search._supernet(search.plan[0], {cell: [("sep_conv_3x3",)] * EDGES for cell in CELL_TYPES})
+    before = model.stem[1].running_mean.clone()
+    search._train_loss(model, 0)
+    assert not torch.equal(model.stem[1].running_mean, before)

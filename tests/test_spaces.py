@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from pdarts_wild.config import ConfigError, resolve_config
+from pdarts_wild.data import Cutout
 from pdarts_wild.genotype import read_genotype_file
 from pdarts_wild.networks import NetworkCIFAR
 from pdarts_wild.ops import build_op
@@ -82,7 +83,7 @@ def test_pdarts_in_s2_is_refused_with_one_line(tmp_path: Path, capsys: pytest.Ca
     assert search_tool.main(["--space", "s2", "--dataset", "digits", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "space s2" in err[0]
-    assert json.dumps(sorted(SPACES)) == json.dumps(["darts", "s1", "s2", "s3", "s4"])
+    assert json.dumps(sorted(SPACES)) == json.dumps(["darts", "nb201", "s1", "s2", "s3", "s4"])
 
 
 @pytest.mark.parametrize("space, order", [("s3", ["sep_conv_3x3", "none", "skip_connect"]),
@@ -99,3 +100,44 @@ def test_opp_darts_grows_the_small_spaces_as_the_spec_says(tmp_path: Path, space
     growth = json.loads((out / "genotype.json").read_text())["op_growth"]
     added = [next(op for op in g["ops"] if op not in (growth[i - 1]["ops"] if i else [])) for i, g in enumerate(growth)]
     assert added == order
+
+
+# ------------------------------------------------------------------------- RobustDARTS' drop-path
+
+
+def test_drop_path_drops_whole_samples_of_every_edge_output_in_training_only() -> None:
+    from torch import nn
+
+    from pdarts_wild.supernet import MixedEdge, sum_nodes
+
+    edges = nn.ModuleList([MixedEdge(("skip_connect",), 8, 1, affine=False, skip_dropout=0.0)])
+    x = torch.rand(64, 8, 4, 4) + 0.5
+    torch.manual_seed(0)
+    out = sum_nodes([x], edges, 1, [torch.ones(1)], None, drop_path=0.25, training=True)[-1]
+    kept = out.flatten(1).abs().sum(1) > 0
+    torch.testing.assert_close(out[kept], x[kept] / 0.75)  # survivors are rescaled by 1 / (1 - p)
+    assert (out[~kept] == 0).all() and 5 < int((~kept).sum()) < 30  # about a quarter of 64 dropped
+    same = sum_nodes([x], edges, 1, [torch.ones(1)], None, drop_path=0.25, training=False)[-1]
+    assert torch.equal(same, x)
+
+
+def test_search_ramps_drop_path_and_cutout_probability_per_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pdarts_wild.search import Search
+
+    seen: list[float] = []
+    original = Cutout.__call__
+    monkeypatch.setattr(Cutout, "__call__", lambda self, img: (seen.append(self.prob), original(self, img))[1])
+    rates: list[float] = []
+    monkeypatch.setattr(Supernet, "set_drop_path", lambda self, p: rates.append(p))
+    config = resolve_config("darts", "digits", "tiny", space="s3", epochs=[3], drop_path=0.2, cutout=4)
+    Search(config, tmp_path / "run", torch.device("cpu"), progress=False).run()
+    assert rates == pytest.approx([0.0, 0.1, 0.2])  # p * epoch / (epochs - 1)
+    assert sorted(set(seen)) == pytest.approx([0.0, 0.5, 1.0])  # cutout's probability ramps with it
+    history = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["history"]
+    assert [h["drop_path"] for h in history] == pytest.approx([0.0, 0.1, 0.2])
+
+
+def test_cutout_always_applies_by_default_and_drop_path_is_checked() -> None:
+    assert (Cutout(4)(torch.ones(3, 8, 8)) == 0).any()
+    with pytest.raises(ConfigError, match="--drop-path"):
+        resolve_config("darts", "digits", "tiny", drop_path=1.0)

@@ -12,11 +12,23 @@ For each RUN_DIR (a search's run folder, or its genotype.json) one table row rep
              op) choices are new compared with the stage before (from stage_genotypes; '-' if absent)
   agreement  mean Jaccard index of this run's (cell, node, input, op) choice set with every other run's
 
+NAS-Bench-201 runs (searched with --space nb201) are compared among themselves; their cell is one cell
+type with 6 edges, so the columns become:
+  params     parameters of the NAS-Bench-201 network (16 channels, 5 cells per stage) with the classes
+             of the record's dataset (cifar100: 100; otherwise 10), in millions
+  skips      skip_connect count in the cell
+  entropy    FINAL alpha entropy: mean over the 6 edges of the entropy (nats) of each edge's op weights
+  changes    as above ('-' for the usual one-stage nb201 search)
+  agreement  mean Jaccard index of the (node, input, op) choice sets, node 1..3 and input node 0..2 as in
+             the arch string; every edge is a choice, 'none' edges included
+Runs of the NAS-Bench-201 space and of the DARTS spaces cannot be mixed in one comparison.
+
 Below the table: each run's genotype, the choices all runs share (per cell), and the Jaccard matrix.
 
 Examples:
   tools/compare_runs.py runs/seed1 runs/seed2 runs/seed3
   tools/compare_runs.py runs/* --markdown --plot compare.png --json compare.json
+  tools/compare_runs.py runs/nb201-seed1 runs/nb201-seed2
 """
 from __future__ import annotations
 
@@ -31,13 +43,18 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from pdarts_wild.data import DATASETS, dataset_info
 from pdarts_wild.genotype import Genotype, GenotypeError, read_genotype_file
+from pdarts_wild.nb201 import NB201_NODES, NB201Arch, NetworkNB201
 from pdarts_wild.networks import NetworkCIFAR, count_parameters
 from pdarts_wild.search import run_tool
-from pdarts_wild.spaces import CELL_TYPES
+from pdarts_wild.spaces import CELL_TYPES, SPACES
 
 RECORD = "genotype.json"
+Arch = Genotype | NB201Arch  # a DARTS-family genotype (two cell types) or a NAS-Bench-201 cell (one)
 Choice = tuple[str, int, int, str]  # (cell, node, input state, op)
+(NB201_CELL,) = SPACES["nb201"].cell_types  # the cell type the nb201 alphas are stored under
+NETWORKS = {"darts": "CIFAR-10 36ch 20 cells", "nb201": "NAS-Bench-201 16ch 5 cells/stage"}  # plot titles
 
 
 class CompareError(ValueError):
@@ -49,6 +66,7 @@ class RunSummary:
     """The numbers reported for one run."""
 
     label: str
+    space: str  # the record's search space ("darts" for records that name none)
     algorithm: str | None
     dataset: str | None
     seed: int | None
@@ -62,20 +80,35 @@ class RunSummary:
 # ------------------------------------------------------------------------------------------ numbers
 
 
-def choices(genotype: Genotype) -> set[Choice]:
-    """The (cell, node, input, op) choices of both cells of ``genotype``."""
-    return {(cell, k // 2, j, op) for cell in CELL_TYPES for k, (op, j) in enumerate(getattr(genotype, cell))}
+def cell_choices(arch: Arch) -> dict[str, list[tuple[int, int, str]]]:
+    """The (node, input, op) choices per cell type ``arch`` has. DARTS cells: node 0..3, input state 0 = c_{k-2},
+    1 = c_{k-1}, 2.. = nodes. The NAS-Bench-201 cell: node 1..3 and input node 0..2 as in the arch string,
+    every edge ('none' included)."""
+    if isinstance(arch, NB201Arch):
+        nodes = [node for node in range(1, NB201_NODES) for _ in range(node)]
+        return {NB201_CELL: [(node, j, op) for node, (op, j) in zip(nodes, arch.edges)]}
+    return {cell: [(k // 2, j, op) for k, (op, j) in enumerate(getattr(arch, cell))] for cell in CELL_TYPES}
 
 
-def cifar_params(genotype: Genotype) -> int:
-    """Parameters of ``NetworkCIFAR(genotype)`` (36 channels, 20 cells, no auxiliary head), built on meta."""
+def choices(arch: Arch) -> set[Choice]:
+    """The (cell, node, input, op) choices of every cell type of ``arch``."""
+    return {(cell, node, j, op) for cell, picks in cell_choices(arch).items() for node, j, op in picks}
+
+
+def eval_params(arch: Arch, dataset: str | None) -> int:
+    """Parameters of the network ``arch`` is evaluated in, built on meta: ``NetworkCIFAR`` (36 channels, 20 cells,
+    no auxiliary head, 10 classes) for a DARTS genotype, ``NetworkNB201`` with ``dataset``'s classes (10 when
+    unknown) for a NAS-Bench-201 cell."""
     with torch.device("meta"):
-        return count_parameters(NetworkCIFAR(genotype))
+        if isinstance(arch, NB201Arch):
+            classes = dataset_info(dataset).num_classes if dataset in DATASETS else 10
+            return count_parameters(NetworkNB201(arch, num_classes=classes))
+        return count_parameters(NetworkCIFAR(arch))
 
 
-def skip_counts(genotype: Genotype) -> dict[str, int]:
-    """Number of ``skip_connect`` pairs per cell type."""
-    return {cell: sum(op == "skip_connect" for op, _ in getattr(genotype, cell)) for cell in CELL_TYPES}
+def skip_counts(arch: Arch) -> dict[str, int]:
+    """Number of ``skip_connect`` choices per cell type."""
+    return {cell: sum(op == "skip_connect" for _, _, op in picks) for cell, picks in cell_choices(arch).items()}
 
 
 def edge_entropy(weights: Mapping[str, float]) -> float:
@@ -87,17 +120,18 @@ def edge_entropy(weights: Mapping[str, float]) -> float:
     return -sum(w / total * math.log(w / total) for w in values if w > 0)
 
 
-def alpha_entropy(alphas: Mapping[str, Sequence[Mapping[str, float]]]) -> dict[str, float]:
-    """Mean over edges of each edge's op-weight entropy, per cell type."""
+def alpha_entropy(alphas: Mapping[str, Sequence[Mapping[str, float]]], cells: Sequence[str]) -> dict[str, float]:
+    """Mean over edges of each edge's op-weight entropy, for each of the cell types ``cells``."""
     try:
-        return {cell: sum(map(edge_entropy, alphas[cell])) / len(alphas[cell]) for cell in CELL_TYPES}
+        return {cell: sum(map(edge_entropy, alphas[cell])) / len(alphas[cell]) for cell in cells}
     except (KeyError, TypeError, AttributeError, ZeroDivisionError):
-        raise CompareError(f"'alphas' must map {' and '.join(CELL_TYPES)} to lists of {{op: weight}} tables") from None
+        raise CompareError(f"'alphas' must map {' and '.join(cells)} to lists of {{op: weight}} tables") from None
 
 
-def stage_changes(stage_genotypes: Sequence[str]) -> list[int]:
-    """For each stage after the first, how many choices are new compared with the previous stage."""
-    stages = [choices(Genotype.from_string(text)) for text in stage_genotypes]
+def stage_changes(stage_genotypes: Sequence[str], arch_type: type[Arch]) -> list[int]:
+    """For each stage after the first, how many choices are new compared with the previous stage; the stages'
+    strings are parsed as ``arch_type`` (the run's final architecture's class)."""
+    stages = [choices(arch_type.from_string(text)) for text in stage_genotypes]
     return [len(new - old) for old, new in zip(stages, stages[1:])]
 
 
@@ -113,7 +147,7 @@ def agreement_matrix(sets: Sequence[set[Choice]]) -> list[list[float]]:
 
 
 def shared_choices(sets: Sequence[set[Choice]]) -> list[Choice]:
-    """Choices present in every run, sorted by cell, node, input."""
+    """Choices present in every run, sorted by cell (normal first), node, input."""
     return sorted(set.intersection(*sets), key=lambda c: (CELL_TYPES.index(c[0]), c[1], c[2], c[3]))
 
 
@@ -137,33 +171,65 @@ def record_path(run: Path) -> Path:
     return path
 
 
+def read_arch(path: Path) -> tuple[Arch, dict[str, Any]]:
+    """The architecture and whole record of ``path``: an ``NB201Arch`` for a record of space nb201, else the
+    DARTS-family genotype of a genotype.json or of a text file holding a Genotype string (record ``{}``)."""
+    try:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        record = None  # read_genotype_file says what is wrong
+    if not isinstance(record, dict) or record.get("space") != "nb201":
+        return read_genotype_file(path)
+    try:
+        return NB201Arch.from_string(str(record.get("genotype", ""))), record
+    except GenotypeError as e:
+        raise GenotypeError(f"{path}: {e}") from None
+
+
 def summarize(run: Path) -> tuple[RunSummary, set[Choice]]:
     """Read one run and compute its numbers and choice set."""
     path = record_path(run)
-    genotype, record = read_genotype_file(path)
+    arch, record = read_arch(path)
     try:
-        entropy = alpha_entropy(record["alphas"]) if "alphas" in record else None
+        entropy = alpha_entropy(record["alphas"], list(cell_choices(arch))) if "alphas" in record else None
         stages = record.get("stage_genotypes")
-        changes = stage_changes(stages) if stages else None
+        changes = stage_changes(stages, type(arch)) if stages else None
     except (CompareError, GenotypeError) as e:
         raise CompareError(f"{path}: {e}") from None
-    summary = RunSummary(str(run), record.get("algorithm"), record.get("dataset"), record.get("seed"),
-                         genotype.to_string(), cifar_params(genotype), skip_counts(genotype), entropy, changes)
-    return summary, choices(genotype)
+    summary = RunSummary(str(run), record.get("space", "darts"), record.get("algorithm"), record.get("dataset"),
+                         record.get("seed"), arch.to_string(), eval_params(arch, record.get("dataset")),
+                         skip_counts(arch), entropy, changes)
+    return summary, choices(arch)
+
+
+def check_one_space_family(runs: Sequence[RunSummary]) -> None:
+    """``CompareError`` naming each run's space unless all runs are nb201 runs or none is."""
+    nb201 = sum(run.space == "nb201" for run in runs)
+    if 0 < nb201 < len(runs):
+        spaces = "; ".join(f"{run.label} is {run.space}" for run in runs)
+        raise CompareError(f"cannot compare NAS-Bench-201 (nb201) runs with DARTS-space runs: {spaces}")
 
 
 # ------------------------------------------------------------------------------------------ output
 
 
+def cell_types(runs: Sequence[RunSummary]) -> list[str]:
+    """The cell types the runs have (all runs have the same ones: see :func:`check_one_space_family`)."""
+    return list(runs[0].skips)
+
+
 def table_rows(runs: Sequence[RunSummary], agreement: Sequence[Sequence[float]]) -> list[list[str]]:
-    """The header and one row of text cells per run."""
-    rows = [["run", "algorithm", "seed", "params (M)", "skips N/R", "entropy N/R", "changes", "agreement"]]
+    """The header and one row of text cells per run; per-cell columns show each cell type, e.g. "skips N/R"."""
+    cells = cell_types(runs)
+    per_cell = "" if len(cells) == 1 else " " + "/".join(cell[0].upper() for cell in cells)
+    rows = [["run", "algorithm", "seed", "params (M)", f"skips{per_cell}", f"entropy{per_cell}", "changes",
+             "agreement"]]
     for i, run in enumerate(runs):
         others = [a for j, a in enumerate(agreement[i]) if j != i]
         rows.append([
             run.label, run.algorithm or "-", "-" if run.seed is None else str(run.seed), f"{run.params / 1e6:.3f}",
-            f"{run.skips['normal']}/{run.skips['reduce']}",
-            "-" if run.entropy is None else f"{run.entropy['normal']:.3f}/{run.entropy['reduce']:.3f}",
+            "/".join(str(run.skips[cell]) for cell in cells),
+            "-" if run.entropy is None else "/".join(f"{run.entropy[cell]:.3f}" for cell in cells),
             " ".join(map(str, run.stage_changes)) if run.stage_changes else "-",
             f"{sum(others) / len(others):.2f}" if others else "-",
         ])
@@ -187,10 +253,11 @@ def report(runs: Sequence[RunSummary], shared: Sequence[Choice], agreement: Sequ
     parts = [format_table(table_rows(runs, agreement), markdown), "", f"{head}Genotypes"]
     parts += [f"{item}{r.label}: {'`' + r.genotype + '`' if markdown else r.genotype}" for r in runs]
     parts += ["", f"{head}Choices shared by all {len(runs)} runs (node, input, op)"]
-    for cell in CELL_TYPES:
+    cells = cell_types(runs)
+    for cell in cells:
         picked = [f"({n}, {j}, {op})" for c, n, j, op in shared if c == cell]
         parts.append(f"{item}{cell}: {', '.join(picked) or 'none'}")
-    parts += ["", f"{head}Agreement (Jaccard of (cell, node, input, op) sets)"]
+    parts += ["", f"{head}Agreement (Jaccard of ({'cell, ' if len(cells) > 1 else ''}node, input, op) sets)"]
     names = [str(i + 1) for i in range(len(runs))]
     matrix = [["", *names]] + [[names[i], *(f"{a:.2f}" for a in row)] for i, row in enumerate(agreement)]
     parts.append(format_table(matrix, markdown))
@@ -220,20 +287,24 @@ def write_plot(path: Path, runs: Sequence[RunSummary], agreement: Sequence[Seque
 
     names = [str(i + 1) for i in range(len(runs))]
     x = list(range(len(runs)))
+    cells = cell_types(runs)
+    width = 0.8 / len(cells)
+    network = NETWORKS["nb201" if runs[0].space == "nb201" else "darts"]
     fig = Figure(figsize=(11, 8), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots(2, 2)
     ax[0, 0].bar(x, [r.params / 1e6 for r in runs], color="#1f77b4")
-    ax[0, 0].set(title="parameters (M), CIFAR-10 36ch 20 cells", xticks=x, xticklabels=names)
-    for k, cell in enumerate(CELL_TYPES):
-        shifted = [i + (k - 0.5) * 0.4 for i in x]
-        ax[0, 1].bar(shifted, [r.skips[cell] for r in runs], width=0.4, label=cell)
-        ax[1, 0].bar(shifted, [r.entropy[cell] if r.entropy else 0.0 for r in runs], width=0.4, label=cell)
-    ax[0, 1].set(title="skip_connect per cell", xticks=x, xticklabels=names)
+    ax[0, 0].set(title=f"parameters (M), {network}", xticks=x, xticklabels=names)
+    for k, cell in enumerate(cells):
+        shifted = [i + (k - (len(cells) - 1) / 2) * width for i in x]
+        ax[0, 1].bar(shifted, [r.skips[cell] for r in runs], width=width, label=cell)
+        ax[1, 0].bar(shifted, [r.entropy[cell] if r.entropy else 0.0 for r in runs], width=width, label=cell)
+    ax[0, 1].set(title="skip_connect per cell" if len(cells) > 1 else "skip_connect", xticks=x, xticklabels=names)
     ax[0, 1].yaxis.set_major_locator(MaxNLocator(integer=True))
     ax[1, 0].set(title="final alpha entropy (nats, mean over edges)", xticks=x, xticklabels=names)
-    ax[0, 1].legend()
-    ax[1, 0].legend()
+    if len(cells) > 1:
+        ax[0, 1].legend()
+        ax[1, 0].legend()
     image = ax[1, 1].imshow(agreement, vmin=0.0, vmax=1.0, cmap="viridis")
     ax[1, 1].set(title="agreement (Jaccard)", xticks=x, xticklabels=names, yticks=x, yticklabels=names)
     for i, j in itertools.product(x, x):
@@ -264,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     def compare() -> None:
         summaries = [summarize(run) for run in args.runs]
         runs = [s for s, _ in summaries]
+        check_one_space_family(runs)
         sets = [c for _, c in summaries]
         agreement = agreement_matrix(sets)
         print(report(runs, shared_choices(sets), agreement, args.markdown))

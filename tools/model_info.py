@@ -43,7 +43,7 @@ SETTINGS = {
     "imagenet": NetworkSetting(NetworkImageNet, channels=48, layers=14, num_classes=1000, input_size=224),
     # NAS-Bench-201's TinyNetwork: C=16, 5 cells per stage; all parameters count (it has no aux head)
     "nb201": NetworkSetting(NetworkNB201, channels=16, layers=5, num_classes=10, input_size=32,
-                            parse=NB201Arch.from_string),
+                            parse=NB201Arch.resolve),
 }
 
 
@@ -80,7 +80,8 @@ def positive_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("genotype", help="registry name (PDARTS, DARTS_V2, ...), genotype.json or text file, or DARTS string")
+    parser.add_argument("genotype", help="registry name (PDARTS, DARTS_V2, ...), genotype.json or text file, or DARTS "
+                        "string; for --net nb201 an arch string or the genotype.json of an nb201 search")
     parser.add_argument("--net", choices=sorted(SETTINGS), required=True,
                         help="cifar: C=36, 20 cells, 32x32; imagenet: mobile setting, C=48, 14 cells, 224x224; "
                              "nb201: NAS-Bench-201's network for a '|op~0|+|op~0|op~1|+...' string (C=16, 5 cells "

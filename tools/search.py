@@ -1,5 +1,7 @@
 #!/usr/bin/env python
-"""Search a cell with P-DARTS or DARTS and write a genotype you can train (see README, "Search").
+"""Search a cell with P-DARTS, DARTS, PC-DARTS, RF-DARTS or OPP-DARTS and write a genotype you can train
+(see README, "Search"). Spaces: darts, RobustDARTS' s1-s4, and nb201 (NAS-Bench-201, whose result is
+an arch string to look up in the benchmark or build with tools/model_info.py --net nb201).
 
 Examples:
   tools/search.py                                   # P-DARTS on CIFAR-10, the paper's settings
@@ -7,6 +9,8 @@ Examples:
   tools/search.py --algorithm darts --unrolled      # DARTS, second order
   tools/search.py --algorithm pc-darts              # PC-DARTS (partial channels, edge normalisation)
   tools/search.py --algorithm opp-darts             # OPP-DARTS (ops enter one at a time, loudest first)
+  tools/search.py --algorithm darts --space s3 --unrolled --drop-path 0.2 --cutout 16   # RobustDARTS' S3 runs
+  tools/search.py --algorithm rf-darts --space nb201 # NAS-Bench-201: writes the benchmark's arch string
   tools/search.py --out runs/x --resume             # continue a killed search where it stopped
   torchrun --nproc_per_node=4 tools/search.py --out runs/ddp   # several GPUs (or CPU processes)
 """
@@ -36,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                "or the preset's. Per-stage flags take one value per stage, or one value for all stages.")
     run = p.add_argument_group("what to search")
     run.add_argument("--algorithm", choices=sorted(STRATEGIES), default="pdarts", help="search algorithm (default: pdarts)")
-    run.add_argument("--space", choices=sorted(SPACES), default="darts", help="search space (default: darts)")
+    run.add_argument("--space", choices=sorted(SPACES), default="darts",
+                     help="search space: darts (8 ops), s1-s4 (RobustDARTS), nb201 (NAS-Bench-201 cell and skeleton; "
+                          "darts, pc-darts, rf-darts, rf-pcdarts) (default: darts)")
     run.add_argument("--dataset", choices=DATASETS, default="cifar10",
                      help="proxy dataset; cifar10/cifar100/svhn are downloaded into --data if missing, digits ships with "
                           "scikit-learn (default: cifar10)")
@@ -52,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     net = p.add_argument_group("supernet and stages")
     net.add_argument("--channels", type=int, help="initial channels of the supernet (paper: 16)")
-    net.add_argument("--layers", type=int, nargs="+", help="cells per stage (P-DARTS: 5 11 17; DARTS: 8)")
+    net.add_argument("--layers", type=int, nargs="+",
+                     help="cells per stage (P-DARTS: 5 11 17; DARTS: 8); nb201: cells per resolution of its skeleton (5)")
     net.add_argument("--partial-channels", type=int,
                      help="PC-DARTS' K: only 1/K of the channels go through the mixed ops (PC-DARTS: 4; others: 1)")
     net.add_argument("--edge-normalization", action=argparse.BooleanOptionalAction,
@@ -75,13 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--opp-score-batches", type=int,
                      help="OPP-DARTS: score a candidate op on only the first N batches of the weight half "
                           "(default: all, as the paper)")
+    net.add_argument("--opp-score-bn", choices=("train", "reference"),
+                     help="OPP-DARTS: BatchNorm while scoring; train = batch statistics everywhere, running statistics "
+                          "put back (default); reference = as the authors' code: trained cells use running statistics, "
+                          "the new op and the stem batch statistics, and scoring updates the running statistics")
+    net.add_argument("--drop-path", type=float,
+                     help="RobustDARTS: drop-path on every mixed-edge output, ramped from 0 to P over each stage; also "
+                          "ramps the probability of --cutout the same way (0 = off, the default)")
 
     w = p.add_argument_group("weight training")
     w.add_argument("--batch-size", type=int, help="batch per process (P-DARTS: 96, or 64 on 12 GB GPUs; DARTS: 64)")
     w.add_argument("--lr", type=float, help="SGD learning rate, cosine-annealed per stage (0.025)")
     w.add_argument("--lr-min", type=float, help="final learning rate of the cosine (P-DARTS: 0; DARTS: 0.001)")
     w.add_argument("--momentum", type=float, help="SGD momentum (0.9)")
-    w.add_argument("--weight-decay", type=float, help="SGD weight decay (3e-4)")
+    w.add_argument("--nesterov", action=argparse.BooleanOptionalAction,
+                   help="Nesterov momentum (nb201: on, as NAS-Bench-201's DARTS runs; otherwise off)")
+    w.add_argument("--weight-decay", type=float, help="SGD weight decay (3e-4; nb201: 5e-4)")
     w.add_argument("--grad-clip", type=float, help="gradient-norm clip of the weights (5)")
 
     a = p.add_argument_group("architecture training")

@@ -5,7 +5,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
 from ..genotype import Genotype
-from ..spaces import Candidates
+from ..nb201 import NB201Arch
+from ..spaces import Candidates, SearchSpace
 from ..supernet import Supernet
 
 AlphaTable = dict[str, list[dict[str, float]]]
@@ -27,7 +28,7 @@ class StagePlan:
 class Derivation:
     """A search's result: the genotype to use, and what else the algorithm wants recorded."""
 
-    genotype: Genotype
+    genotype: Genotype | NB201Arch
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -50,6 +51,10 @@ class Strategy:
 
     def stages(self) -> list[StagePlan]:
         raise NotImplementedError
+
+    @classmethod
+    def check_space(cls, space: SearchSpace) -> None:
+        """``ValueError`` saying why this algorithm cannot search ``space`` (default: it can search any)."""
 
     def skip_dropout(self, stage: StagePlan, epoch: int) -> float:
         """Rate of the skip-connect dropout during ``epoch`` of ``stage``."""

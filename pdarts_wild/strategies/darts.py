@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ..genotype import Genotype, derive_darts_cell
+from ..nb201 import derive_nb201
 from ..spaces import Candidates
 from .base import AlphaTable, Derivation, EdgeScale, StagePlan, Strategy
 
@@ -28,6 +29,8 @@ class DARTS(Strategy):
         return [StagePlan(c.layers[0], c.epochs[0], c.arch_frozen_epochs[0])]
 
     def derive(self, alphas: AlphaTable, candidates: Candidates, edge_scale: EdgeScale = None) -> Derivation:
+        if self.config.space == "nb201":  # every edge kept; edge weights scale whole rows, so they change no argmax
+            return Derivation(derive_nb201(alphas["normal"]))
         steps = self.config.steps
         cells = {cell: derive_darts_cell(alphas[cell], steps, None if edge_scale is None else edge_scale[cell])
                  for cell in ("normal", "reduce")}

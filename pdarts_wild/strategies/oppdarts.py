@@ -5,8 +5,10 @@ the one whose single-op supernet has the largest training loss at random init st
 ``add_op_epochs`` epochs the remaining non-skip op whose addition makes the supernet's training loss
 largest joins every edge of both cell types (strict ``>``: ties keep the earlier op); skip_connect joins
 last, unscored, one addition later. Scores are mean cross-entropies on the weight half without
-gradients, in train mode with batch statistics, BN running statistics put back (project rule; the
-reference scores already trained ops with running statistics). The kept supernet is the scored copy.
+gradients, in train mode with batch statistics, BN running statistics put back (project rule). With
+``opp_score_bn = "reference"`` scoring is the authors': the copy's trained cells use their running
+statistics (eval mode), the stem and the new op batch statistics, and the running statistics the
+scoring updates stay. The kept supernet is the scored copy.
 Otherwise it is DARTS (first order, or ``--unrolled``), and the DARTS derivation rule.
 """
 from __future__ import annotations
@@ -15,7 +17,7 @@ import copy
 import logging
 from typing import Any, Callable, ClassVar
 
-from ..spaces import CELL_TYPES, SearchSpace
+from ..spaces import SearchSpace
 from ..supernet import Supernet
 from .base import Growth
 from .darts import DARTS
@@ -35,6 +37,12 @@ class OPPDARTS(DARTS):
         "quick": {**DARTS.PRESETS["quick"], "epochs": [16], "add_op_epochs": 2, "opp_score_batches": 10},
         "tiny": {**DARTS.PRESETS["tiny"], "epochs": [8], "add_op_epochs": 1, "opp_score_batches": 2},
     }
+
+    @classmethod
+    def check_space(cls, space: SearchSpace) -> None:
+        if space.topology == "nb201":
+            raise ValueError("OPP-DARTS is defined for the DARTS space and S2-S4 only (its paper leaves NAS-Bench-201 "
+                             "out): search nb201 with darts, pc-darts, rf-darts or rf-pcdarts")
 
     def grow(self, epoch: int, growth: Growth) -> Supernet | None:
         space = growth.model.space
@@ -60,16 +68,17 @@ class OPPDARTS(DARTS):
                              "space has none")
 
         def alone(op: str) -> Supernet:
-            return growth.build({cell: [(op,)] * space.num_edges for cell in CELL_TYPES})
+            return growth.build({cell: [(op,)] * space.num_edges for cell in space.cell_types})
 
         return _largest_loss(starters, alone, growth, "OPP-DARTS start: %s alone gives training loss %.6f")
 
-    @staticmethod
-    def _add_loudest(remaining: list[str], growth: Growth) -> Supernet:
+    def _add_loudest(self, remaining: list[str], growth: Growth) -> Supernet:
         """A copy of the supernet with the op (of ``remaining``) whose addition makes its training loss largest."""
 
         def with_op(op: str) -> Supernet:
             model = copy.deepcopy(growth.model)
+            if self.config.opp_score_bn == "reference":
+                model.cells.eval()  # as left by the reference's validation pass; the new op's modules train
             model.add_op(op)
             return model
 

@@ -10,7 +10,7 @@ import math
 from typing import Any, ClassVar, Sequence
 
 from ..genotype import Genotype, Pair
-from ..spaces import CELL_TYPES, Candidates, edge_inputs, node_edges
+from ..spaces import CELL_TYPES, Candidates, SearchSpace, edge_inputs, node_edges
 from .base import AlphaTable, Derivation, EdgeScale, StagePlan, Strategy
 
 MAX_SKIPS = 8  # a 4-node cell has 8 edges
@@ -33,6 +33,12 @@ class PDARTS(Strategy):
         "tiny": {"channels": 4, "layers": [3, 4, 5], "epochs": [2], "arch_frozen_epochs": [1], "batch_size": 16,
                  "train_limit": 64, "workers": 0},
     }
+
+    @classmethod
+    def check_space(cls, space: SearchSpace) -> None:
+        if space.topology == "nb201":
+            raise ValueError("P-DARTS deepens the supernet and prunes ops between stages; NAS-Bench-201's skeleton "
+                             "and 5-op benchmark are fixed: search nb201 with darts, pc-darts, rf-darts or rf-pcdarts")
 
     def stages(self) -> list[StagePlan]:
         c = self.config
