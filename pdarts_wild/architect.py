@@ -40,7 +40,9 @@ class Architect:
         """One architecture update; returns the validation loss it was computed on."""
         self.optimizer.zero_grad(set_to_none=True)
         if self.unrolled:
-            loss = self._second_order_grads(train, valid, lr, weight_optimizer)
+            # The virtual weights live only inside functional_call: a backward-time recomputation would miss them.
+            with self.model.recomputing(False):
+                loss = self._second_order_grads(train, valid, lr, weight_optimizer)
         else:
             loss = F.cross_entropy(self.forward(valid[0]), valid[1])
             loss.backward()

@@ -65,6 +65,7 @@ class SearchConfig:
     train_limit: int | None = None
     workers: int = 2
     channels_last: bool | None = None  # None: on for CPU (several times faster there), off for CUDA
+    recompute: bool = True  # recompute the mixed edges' activations in backward instead of storing them
     valid_last: int | None = None  # validate in the last N epochs of each stage only (None: every epoch)
     # OPP-DARTS
     add_op_epochs: int = 2  # epochs between two op additions

@@ -178,7 +178,7 @@ class Search:
         c = self.config
         model = Supernet(self.space, candidates, self.info.num_classes, c.channels, stage.layers,
                          skip_dropout=stage.skip_dropout, partial_channels=c.partial_channels,
-                         edge_normalization=c.edge_normalization, affine=c.random_features)
+                         edge_normalization=c.edge_normalization, affine=c.random_features, recompute=c.recompute)
         return model.to(self.device, memory_format=self.memory_format)
 
     def _adopt(self, model: Supernet, lr: float, epochs: int) -> None:

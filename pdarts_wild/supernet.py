@@ -6,11 +6,13 @@ change how the supernet is used (which ops it holds, which parameters train), ne
 """
 from __future__ import annotations
 
-from typing import Iterator
+from contextlib import contextmanager, nullcontext
+from typing import ContextManager, Iterator
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 from torchvision.ops import stochastic_depth
 
 from .nb201 import ResidualReduction
@@ -30,7 +32,13 @@ class MixedEdge(nn.Module):
     With ``partial`` = K > 1 (PC-DARTS), only the first C/K channels go through the ops; the others
     bypass them (max-pooled on stride-2 edges) and a channel shuffle mixes the two parts. Pools are
     followed by a BatchNorm in DARTS-space cells (``pool_bn``), not in NAS-Bench-201 cells.
+
+    With ``recompute`` (on by default) the ops' inner activations are not kept for the backward pass but
+    computed again there (activation checkpointing): the same numbers, several times less memory. The
+    recomputation replays the random draws of dropout and noise and leaves BN running statistics alone.
     """
+
+    recompute = True
 
     def __init__(self, op_names: tuple[str, ...], channels: int, stride: int, affine: bool, skip_dropout: float,
                  partial: int = 1, pool_bn: bool = True) -> None:
@@ -64,15 +72,35 @@ class MixedEdge(nn.Module):
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         if self.partial == 1:
-            return self._mix(x, weights)
+            return self._mixed(x, weights)
         k = x.shape[1] // self.partial
         bypass = x[:, k:]
         if self.stride == 2:
             bypass = F.max_pool2d(bypass, 2, 2)
-        return channel_shuffle(torch.cat([self._mix(x[:, :k], weights), bypass], dim=1), self.partial)
+        return channel_shuffle(torch.cat([self._mixed(x[:, :k], weights), bypass], dim=1), self.partial)
+
+    def _mixed(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        if self.recompute and torch.is_grad_enabled():
+            return checkpoint(self._mix, x, weights, use_reentrant=False, context_fn=self._contexts)
+        return self._mix(x, weights)
 
     def _mix(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         return sum(weights[i] * op(x) for i, op in zip(self.computed, self.ops))
+
+    def _contexts(self) -> tuple[ContextManager[None], ContextManager[None]]:
+        return nullcontext(), self._statistics_kept()
+
+    @contextmanager
+    def _statistics_kept(self) -> Iterator[None]:
+        """Around the recomputation: BN running statistics (and counters) are put back, so that they move
+        once per forward pass, as without recomputation."""
+        saved = [b.clone() for b in self.buffers()]
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for buffer, value in zip(self.buffers(), saved):
+                    buffer.copy_(value)
 
 
 def sum_nodes(states: list[torch.Tensor], edges: nn.ModuleList, steps: int, weights: list[torch.Tensor],
@@ -167,6 +195,7 @@ class Supernet(nn.Module):
         in_chans: int = 3,
         partial_channels: int = 1,
         edge_normalization: bool = False,
+        recompute: bool = True,
     ) -> None:
         super().__init__()
         if channels % partial_channels or (channels // partial_channels) % 2:
@@ -192,6 +221,7 @@ class Supernet(nn.Module):
         )
         for cell in self.cell_types:
             self.register_buffer(f"active_{cell}", self._mask(self.candidates[cell]), persistent=False)
+        self.set_recompute(recompute)
 
     def _build_darts(self, in_chans: int, channels: int, layers: int, stem_multiplier: int, affine: bool,
                      skip_dropout: float, partial: int) -> int:
@@ -293,6 +323,23 @@ class Supernet(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Dropout):
                 module.p = p
+
+    def set_recompute(self, enabled: bool) -> None:
+        """Recompute the mixed edges' inner activations in the backward pass (see MixedEdge) or keep them."""
+        self.recompute = enabled
+        for module in self.modules():
+            if isinstance(module, MixedEdge):
+                module.recompute = enabled
+
+    @contextmanager
+    def recomputing(self, enabled: bool) -> Iterator[None]:
+        """:meth:`set_recompute` inside the block only."""
+        saved = self.recompute
+        self.set_recompute(enabled)
+        try:
+            yield
+        finally:
+            self.set_recompute(saved)
 
     def set_drop_path(self, p: float) -> None:
         """Set the drop-path rate on every mixed-edge output (RobustDARTS' search regularisation; 0 = off)."""

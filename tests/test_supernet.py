@@ -2,6 +2,8 @@
 architecture gradient (darts-pcdarts.md §1.2) against an exact autograd hypergradient."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -302,21 +304,26 @@ def test_unrolled_architecture_gradient_matches_the_exact_hypergradient():
         grads = torch.autograd.grad(loss_at(weights, train), weights, create_graph=create_graph)
         return [w - lr * (mu * w_optimizer.state[w]["momentum_buffer"] + g + wd * w) for w, g in zip(weights, grads)]
 
-    # exact d/d(alpha) L_val(w'(alpha), alpha), w' = w - lr (mu m + dL_train/dw + wd w), through w'
-    exact = torch.autograd.grad(loss_at(virtual_weights(momentum, weight_decay), valid), alphas)
-    # without the Hessian term, without momentum, without weight decay: what a wrong Architect would give
-    no_hessian = torch.autograd.grad(loss_at([w.detach() for w in virtual_weights(momentum, weight_decay, False)],
-                                             valid), alphas)
-    no_momentum = torch.autograd.grad(loss_at(virtual_weights(0.0, weight_decay), valid), alphas)
-    no_decay = torch.autograd.grad(loss_at(virtual_weights(momentum, 0.0), valid), alphas)
-    at_w = torch.autograd.grad(loss_at(weights, valid), alphas)
+    # The references below differentiate through functional_call, which activation recomputation cannot see
+    # (the Architect switches it off itself: the model keeps it on for the Architect's step).
+    assert model.recompute
+    with model.recomputing(False):
+        # exact d/d(alpha) L_val(w'(alpha), alpha), w' = w - lr (mu m + dL_train/dw + wd w), through w'
+        exact = torch.autograd.grad(loss_at(virtual_weights(momentum, weight_decay), valid), alphas)
+        # without the Hessian term, without momentum, without weight decay: what a wrong Architect would give
+        no_hessian = torch.autograd.grad(loss_at([w.detach() for w in virtual_weights(momentum, weight_decay, False)],
+                                                 valid), alphas)
+        no_momentum = torch.autograd.grad(loss_at(virtual_weights(0.0, weight_decay), valid), alphas)
+        no_decay = torch.autograd.grad(loss_at(virtual_weights(momentum, 0.0), valid), alphas)
+        at_w = torch.autograd.grad(loss_at(weights, valid), alphas)
+        virtual = [w.detach() for w in virtual_weights(momentum, weight_decay)]
 
     recorder = _Recorder(alphas)
     valid_loss = Architect(model, recorder, unrolled=True).step(train, valid, lr, w_optimizer)
     second_order = recorder.grads
-    assert len(second_order) == 2 and all(torch.isfinite(g).all() for g in second_order)
-    virtual = [w.detach() for w in virtual_weights(momentum, weight_decay)]
-    assert valid_loss == pytest.approx(float(loss_at(virtual, valid).detach()), rel=1e-9)
+    assert len(second_order) == 2 and all(torch.isfinite(g).all() for g in second_order) and model.recompute
+    with model.recomputing(False):
+        assert valid_loss == pytest.approx(float(loss_at(virtual, valid).detach()), rel=1e-9)
 
     tolerance = 1e-3
     assert _rel(second_order, exact) < tolerance
@@ -331,6 +338,31 @@ def test_unrolled_architecture_gradient_matches_the_exact_hypergradient():
     Architect(model, first, unrolled=False).step(train, valid, lr, w_optimizer)
     torch.testing.assert_close(_flat(first.grads), _flat(at_w), rtol=1e-9, atol=1e-12)
     assert _rel(first.grads, exact) > 10 * tolerance
+
+
+@pytest.mark.parametrize("space, options", [
+    ("darts", {"skip_dropout": 0.3}), ("s4", {}), ("darts", {"partial_channels": 2, "edge_normalization": True}),
+    ("nb201", {}),
+])
+def test_recomputation_gives_the_same_loss_gradients_and_bn_statistics(space, options):
+    """Activation recomputation replays dropout and noise draws and moves BN running statistics once."""
+    sp = get_space(space)
+    torch.manual_seed(0)
+    kept = Supernet(sp, sp.initial_candidates(), 10, 8, 1 if space == "nb201" else 3, recompute=False, **options)
+    recomputed = copy.deepcopy(kept)
+    recomputed.set_recompute(True)
+    x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))
+    results = []
+    for model in (kept, recomputed):
+        torch.manual_seed(1)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        results.append((loss.detach(), [p.grad for p in model.parameters()], [b.clone() for b in model.buffers()]))
+    (loss_a, grads_a, buffers_a), (loss_b, grads_b, buffers_b) = results
+    assert torch.equal(loss_a, loss_b)
+    assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(grads_a, grads_b))
+    assert all(torch.equal(a, b) for a, b in zip(buffers_a, buffers_b))
+    assert kept.stem[1].running_mean.abs().sum() > 0  # the statistics did move (from zeros)
 
 
 def test_op_outside_the_space_is_refused():

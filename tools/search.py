@@ -118,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "DARTS: every epoch)")
     d.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
                    help="channels-last tensors (default: on for CPU, where it is several times faster; off for CUDA)")
+    d.add_argument("--recompute", action=argparse.BooleanOptionalAction,
+                   help="recompute each mixed edge's inner activations in the backward pass instead of storing them: "
+                        "same results, several times less memory (default: on; the unrolled second-order step "
+                        "always stores them)")
     return p
 
 
