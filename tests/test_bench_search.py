@@ -1,0 +1,192 @@
+"""tools/bench_search.py and its straightforward baseline supernet (issue 8): same function, documented output."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from benchmarks.baseline_supernet import BaselineSupernet, ZeroOp, baseline_from, compact_alphas
+from pdarts_wild.spaces import CELL_TYPES, DARTS_PRIMITIVES, get_space
+from pdarts_wild.supernet import Supernet
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+import bench_search  # noqa: E402
+
+SPACE = get_space("darts")
+TINY = bench_search.Settings(channels=8, layers=3, batch=4, warmup=0, steps=1)
+
+
+def _pruned(keep: int, seed: int) -> dict[str, list[tuple[str, ...]]]:
+    """P-DARTS-like candidates: every edge keeps ``keep`` ops of its own (random alphas, ``none`` kept)."""
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for cell in CELL_TYPES:
+        edges = []
+        for _ in range(SPACE.num_edges):
+            order = torch.randperm(len(DARTS_PRIMITIVES) - 1, generator=gen)[: keep - 1] + 1
+            edges.append(SPACE.ordered(["none", *(DARTS_PRIMITIVES[i] for i in order.tolist())]))
+        out[cell] = edges
+    return out
+
+
+def _supernet(candidates=None, **kwargs) -> Supernet:
+    torch.manual_seed(0)
+    model = Supernet(SPACE, candidates or SPACE.initial_candidates(), 10, channels=8, layers=3, **kwargs)
+    with torch.no_grad():
+        for p in model.arch_parameters():
+            p.normal_()
+    return model
+
+
+CASES = {
+    "darts": {},
+    "pdarts-s2-like": {"candidates": _pruned(5, 1), "skip_dropout": 0.4},
+    "pc-darts": {"partial_channels": 4, "edge_normalization": True},
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_baseline_from_gives_our_loss_and_gradients(case: str) -> None:
+    ours = _supernet(**CASES[case])
+    baseline = baseline_from(ours)
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    loss_diff, grad_diff = bench_search.compare(ours, baseline, (x, y), seed=5)
+    assert loss_diff <= 1e-5
+    assert grad_diff <= 1e-5
+    # the comparison is real: every weight and alpha got a gradient, and alpha gradients are not all zero
+    assert all(p.grad is not None for p in ours.parameters())
+    assert all(p.grad is not None for p in baseline.parameters())
+    assert all(a.grad.abs().sum() > 0 for a in baseline.arch_parameters())
+
+
+def test_compare_sees_a_wrong_weight() -> None:
+    ours = _supernet()
+    baseline = baseline_from(ours)
+    with torch.no_grad():  # a sep_conv_3x3 of the first edge differs from ours
+        baseline.cells[0].edges[0].ops[DARTS_PRIMITIVES.index("sep_conv_3x3")].op[1].weight.mul_(1.5)
+    loss_diff, grad_diff = bench_search.compare(ours, baseline, (torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))), 5)
+    assert grad_diff > 1e-4
+
+
+def test_baseline_softmax_equals_our_masked_softmax() -> None:
+    candidates = _pruned(3, 2)
+    ours = _supernet(candidates)
+    baseline = baseline_from(ours)
+    for cell in CELL_TYPES:
+        theirs = F.softmax(baseline.alphas[cell], dim=-1)
+        assert baseline.alphas[cell].shape == (SPACE.num_edges, 3)
+        mine = torch.stack(ours.edge_weights(cell))
+        torch.testing.assert_close(theirs, mine, rtol=0, atol=1e-7)
+        assert torch.equal(compact_alphas(ours, cell, ours.alphas[cell]), baseline.alphas[cell])
+
+
+def test_baseline_holds_one_module_per_op_and_edge_none_included() -> None:
+    candidates = _pruned(5, 3)
+    ours = _supernet(candidates, skip_dropout=0.3)
+    baseline = baseline_from(ours)
+    assert len(baseline.cells) == len(ours.cells) == 3
+    for cell, our_cell in zip(baseline.cells, ours.cells):
+        kind = "reduce" if cell.reduction else "normal"
+        assert len(cell.edges) == SPACE.num_edges
+        for e, (edge, our_edge) in enumerate(zip(cell.edges, our_cell.edges)):
+            names = candidates[kind][e]
+            assert len(edge.ops) == len(names) == 5
+            assert len(our_edge.ops) == len(names) - 1  # ours does not hold none
+            zero = edge.ops[names.index("none")]
+            assert isinstance(zero, ZeroOp) and zero.stride == edge.stride
+            x = torch.randn(2, 8 * (2 if cell.reduction else 1), 8, 8)
+            assert zero(x).shape == (2, x.shape[1], 8 // edge.stride, 8 // edge.stride)
+            assert not zero(x).any()
+            for name, op in zip(names, edge.ops):
+                if name in ("max_pool_3x3", "avg_pool_3x3"):
+                    assert isinstance(op, nn.Sequential) and isinstance(op[1], nn.BatchNorm2d)
+                if name == "skip_connect" and edge.stride == 1:
+                    assert isinstance(op[1], nn.Dropout) and op[1].p == 0.3
+    n_ours = sum(1 for _ in ours.parameters())
+    assert sum(1 for _ in baseline.parameters()) == n_ours
+    assert sum(p.numel() for p in baseline.weight_parameters()) == sum(p.numel() for p in ours.weight_parameters())
+
+
+def test_baseline_copies_every_buffer() -> None:
+    ours = _supernet()
+    with torch.no_grad():
+        ours.train()(torch.randn(4, 3, 32, 32))  # moves the BN running statistics away from their init
+    baseline = baseline_from(ours)
+    ours_bn = [m for m in ours.modules() if isinstance(m, nn.BatchNorm2d)]
+    theirs_bn = [m for m in baseline.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(ours_bn) == len(theirs_bn)
+    assert sorted(m.running_mean.sum().item() for m in ours_bn) == sorted(m.running_mean.sum().item() for m in theirs_bn)
+    ours.eval(), baseline.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(baseline(x), ours(x), rtol=0, atol=1e-5)
+
+
+def test_baseline_needs_equal_op_counts() -> None:
+    candidates = {cell: [DARTS_PRIMITIVES] * 13 + [DARTS_PRIMITIVES[:3]] for cell in CELL_TYPES}
+    with pytest.raises(ValueError, match="same number of ops"):
+        BaselineSupernet(SPACE, candidates, 10, channels=8, layers=3)
+
+
+def test_configs_use_the_papers_settings() -> None:
+    kw = {name: bench_search.supernet_kwargs(name, bench_search.Settings()) for name in bench_search.CONFIGS}
+    assert [kw[n]["layers"] for n in ("pdarts-s1", "pdarts-s2", "pdarts-s3", "darts", "pc-darts")] == [5, 11, 17, 8, 8]
+    assert [len(kw[n]["candidates"]["normal"][0]) for n in ("pdarts-s1", "pdarts-s2", "pdarts-s3")] == [8, 5, 3]
+    assert (kw["pc-darts"]["partial_channels"], kw["pc-darts"]["edge_normalization"]) == (4, True)
+    assert kw["pdarts-s3"]["skip_dropout"] == 0.7 and kw["darts"]["partial_channels"] == 1
+
+
+def test_check_config_passes_in_float32() -> None:
+    result = bench_search.check_config("pc-darts", TINY)
+    assert result["dtype"] == "float32" and result["memory_format"] == "channels_last"
+    assert result["max_abs_grad_diff"] <= 1e-5
+
+
+def test_measure_times_a_search_step() -> None:
+    result = bench_search.measure("pdarts-s3", "baseline", TINY)
+    assert set(result) == {"step_ms", "img_per_s", "peak_mb"}
+    assert result["step_ms"] > 0 and result["peak_mb"] > 0
+    assert result["img_per_s"] == pytest.approx(TINY.batch / (result["step_ms"] / 1000))
+
+
+def test_tool_writes_the_documented_json(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_search.py"), "--configs", "darts", "--channels", "8",
+                           "--layers", "3", "--batch", "4", "--warmup", "0", "--steps", "1", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(out.read_text())
+    assert list(record) == ["darts"]
+    darts = record["darts"]
+    assert set(darts) == {"ours", "baseline", "speedup", "memory_ratio", "max_abs_grad_diff", "check"}
+    for variant in ("ours", "baseline"):
+        assert set(darts[variant]) == {"step_ms", "img_per_s", "peak_mb"}
+        assert darts[variant]["step_ms"] > 0 and darts[variant]["peak_mb"] > 0
+    assert darts["speedup"] == pytest.approx(darts["ours"]["img_per_s"] / darts["baseline"]["img_per_s"])
+    assert darts["memory_ratio"] == pytest.approx(darts["ours"]["peak_mb"] / darts["baseline"]["peak_mb"])
+    assert 0 <= darts["max_abs_grad_diff"] <= 1e-5
+    assert done.stdout.startswith("device ") and "speedup" in done.stdout and "\ndarts " in done.stdout
+
+
+def test_unknown_config_is_a_one_line_error() -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_search.py"), "--configs", "darts,nope"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("error: unknown config 'nope'; known: pdarts-s1, pdarts-s2, pdarts-s3, darts, "
+                                   "pc-darts")
+
+
+def test_disagreement_exits_1(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(bench_search, "_in_child", lambda what, function, *args: function(*args))
+    monkeypatch.setattr(bench_search, "compare", lambda *args: (0.0, 1e-3))
+    assert bench_search.main(["--configs", "darts", "--channels", "8", "--layers", "3", "--batch", "4"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: darts: ours and the baseline disagree even in float64")

@@ -1,0 +1,465 @@
+#!/usr/bin/env python
+"""Time one full search step of our supernet against a straightforward baseline (issue 8).
+
+One search step is what tools/search.py does per batch: a first-order architecture step on a
+validation batch (forward, backward, Adam step on the alphas), then a weight step on a training
+batch (forward, backward, gradient clipping, SGD step), with the optimizers and hyper-parameters of
+the config's algorithm (pdarts_wild.config). "ours" is pdarts_wild.supernet.Supernet in its default
+layout for the device (channels-last on CPU, contiguous NCHW on CUDA, as the search); "baseline" is
+benchmarks.baseline_supernet.BaselineSupernet in plain NCHW: one module per op and edge, ``none``
+included (x * 0), every op computed and summed, as the original DARTS / P-DARTS / PC-DARTS code.
+
+Configs (16 initial channels, 32x32 random images, 10 classes):
+  pdarts-s1  P-DARTS stage 1: 5 cells, the 8 DARTS ops on every edge, skip dropout 0.0
+  pdarts-s2  P-DARTS stage 2: 11 cells, 5 ops on every edge (none, max_pool_3x3, skip_connect,
+             sep_conv_3x3, sep_conv_5x5), skip dropout 0.4
+  pdarts-s3  P-DARTS stage 3: 17 cells, 3 ops on every edge (none, skip_connect, sep_conv_3x3), skip dropout 0.7
+  darts      DARTS (first order): 8 cells, 8 ops
+  pc-darts   PC-DARTS: 8 cells, 8 ops, 1/4 of the channels through the ops, edge normalisation
+The stage-2/3 op sets are fixed stand-ins for what pruning keeps (the same on every edge).
+
+Before timing, each config is checked side by side in one process: ours, and the baseline built
+from it by baseline_from() (identical weights, alphas set to N(0, 1) so that the op weights differ),
+on the same batch and the same dropout seed, both in ours' layout, in float32: the loss and every
+gradient (weights, alphas, betas) must agree within 1e-5, else the tool stops with exit code 1. If
+float32 misses 1e-5, the check is repeated in float64 and the table says so.
+
+Timing and memory: each (config, variant) runs in a fresh process (multiprocessing spawn): build
+the model, its optimizers and the two batches, then --warmup steps and --steps timed steps; step_ms
+is the median step, img_per_s = batch / median step (training images per second, as search.log).
+peak_mb is the memory the steps need on top of the built model and data (activations, gradients,
+optimizer state, allocator caches): on CPU the peak resident set size during the steps (Linux
+VmHWM, reset through /proc/self/clear_refs once the model is built) minus the resident set size
+then; on CUDA torch.cuda.max_memory_allocated during the steps minus memory_allocated then.
+speedup = ours img/s / baseline img/s; memory_ratio = ours peak_mb / baseline peak_mb.
+
+Examples:
+  tools/bench_search.py                                       # all configs, CPU, 1 thread, batch 64
+  tools/bench_search.py --configs pdarts-s1,pc-darts --json bench.json
+  tools/bench_search.py --device cuda --steps 20
+  tools/bench_search.py --configs darts --channels 8 --layers 3 --batch 4 --warmup 0 --steps 1   # seconds
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing import get_context
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from benchmarks.baseline_supernet import BaselineSupernet, baseline_from, compact_alphas, state_key_map
+from pdarts_wild.architect import Architect
+from pdarts_wild.config import SearchConfig, resolve_config
+from pdarts_wild.search import run_tool
+from pdarts_wild.spaces import CELL_TYPES, DARTS_PRIMITIVES, get_space
+from pdarts_wild.supernet import Supernet
+
+TOLERANCE = 1e-5
+NUM_CLASSES = 10
+IMAGE_SIZE = 32
+VARIANTS = ("ours", "baseline")
+
+
+class BenchError(ValueError):
+    """A bad option or environment; the message says which."""
+
+
+class CheckFailed(Exception):
+    """Ours and the baseline disagree on a config."""
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    algorithm: str  # the strategy whose paper settings (layers, dropout, optimizers) apply
+    stage: int  # its stage (0-based): layers and skip dropout of that stage
+    ops: tuple[str, ...]  # the ops on every edge of both cell types
+
+
+CONFIGS: dict[str, BenchConfig] = {
+    "pdarts-s1": BenchConfig("pdarts", 0, DARTS_PRIMITIVES),
+    "pdarts-s2": BenchConfig("pdarts", 1, ("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5")),
+    "pdarts-s3": BenchConfig("pdarts", 2, ("none", "skip_connect", "sep_conv_3x3")),
+    "darts": BenchConfig("darts", 0, DARTS_PRIMITIVES),
+    "pc-darts": BenchConfig("pc-darts", 0, DARTS_PRIMITIVES),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every measurement of one run shares."""
+
+    device: str = "cpu"
+    batch: int = 64
+    channels: int = 16
+    layers: int | None = None  # None: each config's own
+    threads: int = 1
+    warmup: int = 2
+    steps: int = 5
+    seed: int = 0
+
+
+# ------------------------------------------------------------------------------------------ building
+
+
+def search_config(name: str) -> SearchConfig:
+    """The paper settings of config ``name``'s algorithm on CIFAR-10 (optimizers, stages, PC-DARTS' K)."""
+    return resolve_config(CONFIGS[name].algorithm, "cifar10")
+
+
+def supernet_kwargs(name: str, settings: Settings) -> dict[str, Any]:
+    """Constructor arguments shared by :class:`Supernet` and :class:`BaselineSupernet` for config ``name``."""
+    bench, config = CONFIGS[name], search_config(name)
+    space = get_space("darts")
+    return {
+        "space": space,
+        "candidates": {cell: [bench.ops] * space.num_edges for cell in CELL_TYPES},
+        "num_classes": NUM_CLASSES,
+        "channels": settings.channels,
+        "layers": settings.layers or config.layers[bench.stage],
+        "skip_dropout": config.skip_dropout[bench.stage],
+        "partial_channels": config.partial_channels,
+        "edge_normalization": config.edge_normalization,
+    }
+
+
+def memory_format(variant: str, device: torch.device) -> torch.memory_format:
+    """Ours: channels-last on CPU, NCHW on CUDA (tools/search.py's default); the baseline: always NCHW."""
+    return torch.channels_last if variant == "ours" and device.type == "cpu" else torch.contiguous_format
+
+
+def batches(settings: Settings, device: torch.device, fmt: torch.memory_format,
+            dtype: torch.dtype = torch.float32) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A training and a validation batch of random images and labels (the same for every variant)."""
+    gen = torch.Generator().manual_seed(settings.seed + 1)
+    out = []
+    for _ in range(2):
+        x = torch.randn(settings.batch, 3, IMAGE_SIZE, IMAGE_SIZE, generator=gen, dtype=dtype)
+        y = torch.randint(0, NUM_CLASSES, (settings.batch,), generator=gen)
+        out.append((x.to(device, memory_format=fmt), y.to(device)))
+    return out
+
+
+def build_model(name: str, variant: str, settings: Settings, device: torch.device) -> nn.Module:
+    torch.manual_seed(settings.seed)
+    cls = Supernet if variant == "ours" else BaselineSupernet
+    model = cls(**supernet_kwargs(name, settings))
+    return model.to(device, memory_format=memory_format(variant, device)).train()
+
+
+class SearchStep:
+    """One step of tools/search.py: Architect.step (first order) on the valid batch, then the weight step."""
+
+    def __init__(self, model: nn.Module, config: SearchConfig) -> None:
+        self.model = model
+        self.lr = config.lr
+        self.grad_clip = config.grad_clip
+        self.w_opt = torch.optim.SGD(model.weight_parameters(), config.lr, momentum=config.momentum,
+                                     weight_decay=config.weight_decay)
+        a_opt = torch.optim.Adam(model.arch_parameters(), config.arch_lr, betas=config.arch_betas,
+                                 weight_decay=config.arch_weight_decay)
+        self.architect = Architect(model, a_opt, unrolled=False, grad_clip=config.arch_grad_clip)  # type: ignore[arg-type]
+
+    def __call__(self, train: tuple[torch.Tensor, torch.Tensor], valid: tuple[torch.Tensor, torch.Tensor]) -> None:
+        self.architect.step(train, valid, self.lr, self.w_opt)
+        self.w_opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(self.model(train[0]), train[1])
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.w_opt.param_groups[0]["params"], self.grad_clip)
+        self.w_opt.step()
+
+
+# ------------------------------------------------------------------------------------------ checking
+
+
+def compare(ours: Supernet, baseline: BaselineSupernet, batch: tuple[torch.Tensor, torch.Tensor],
+            seed: int) -> tuple[float, float]:
+    """(|loss difference|, max |gradient difference|) of one forward and backward of both on ``batch``.
+
+    Every parameter of ours is compared with its baseline counterpart; an alpha gradient of ours is
+    compared over the full (edges x primitives) matrix, the baseline's scattered into it (zeros where
+    an edge lacks the op)."""
+    losses = []
+    for model in (ours, baseline):
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(seed)  # the same skip-dropout masks: both run their dropouts in the same order
+        loss = F.cross_entropy(model(batch[0]), batch[1])
+        loss.backward()
+        losses.append(loss.item())
+    key_map = state_key_map(ours)
+    theirs = dict(baseline.named_parameters())
+    worst = 0.0
+    for name, param in ours.named_parameters():
+        if name.startswith("alphas."):
+            cell = name.split(".", 1)[1]
+            expanded = torch.zeros_like(param.grad)
+            for e, ops in enumerate(ours.candidates[cell]):
+                for k, op in enumerate(ops):
+                    expanded[e, ours.space.primitives.index(op)] = theirs[name].grad[e, k]
+            other = expanded
+            if not torch.equal(compact_alphas(ours, cell, expanded), theirs[name].grad):
+                raise AssertionError("alpha gradient layout")  # scatter and gather disagree: a bug here
+        else:
+            other = theirs[key_map[name]].grad
+        mine = param.grad
+        if mine is None and other is None:
+            continue
+        if mine is None or other is None:
+            return abs(losses[0] - losses[1]), float("inf")
+        worst = max(worst, (mine - other).abs().max().item())
+    return abs(losses[0] - losses[1]), worst
+
+
+def check_config(name: str, settings: Settings) -> dict[str, Any]:
+    """Ours vs baseline_from(ours) on identical weights and batch, float32 then (if needed) float64."""
+    device = torch.device(settings.device)
+    fmt = memory_format("ours", device)
+    for dtype in (torch.float32, torch.float64):
+        ours = build_model(name, "ours", settings, device).to(dtype)
+        with torch.no_grad():  # distinct op and edge weights, so that a mix-up of ops would show
+            gen = torch.Generator().manual_seed(settings.seed + 2)
+            for p in ours.arch_parameters():
+                p.copy_(torch.randn(p.shape, generator=gen, dtype=dtype))
+        baseline = baseline_from(ours).to(memory_format=fmt)
+        train, _ = batches(settings, device, fmt, dtype)
+        loss_diff, grad_diff = compare(ours, baseline, train, settings.seed + 3)
+        result = {"dtype": str(dtype).removeprefix("torch."), "memory_format": _format_name(fmt),
+                  "loss_diff": loss_diff, "max_abs_grad_diff": grad_diff}
+        del ours, baseline
+        if grad_diff <= TOLERANCE and loss_diff <= TOLERANCE:
+            return result
+    raise CheckFailed(f"{name}: ours and the baseline disagree even in float64: loss difference {loss_diff:.3g}, "
+                      f"max |gradient difference| {grad_diff:.3g} > {TOLERANCE:g}")
+
+
+def _format_name(fmt: torch.memory_format) -> str:
+    return "channels_last" if fmt == torch.channels_last else "nchw"
+
+
+# ------------------------------------------------------------------------------------------ measuring
+
+
+def _proc_status_kb(field: str) -> int:
+    match = re.search(rf"^{field}:\s+(\d+) kB", open("/proc/self/status").read(), re.MULTILINE)
+    if match is None:
+        raise BenchError(f"/proc/self/status has no {field}: CPU peak memory needs Linux")
+    return int(match.group(1))
+
+
+class PeakMemory:
+    """Memory a block needs above what is held when :meth:`start` is called (see the module docstring)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.hwm_reset = False
+
+    def start(self) -> None:
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+            return
+        try:  # "5" resets the peak resident set size (VmHWM) to the current one (Linux >= 4.0)
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self.hwm_reset = True
+        except OSError:
+            self.hwm_reset = False  # ru_maxrss is then the whole process' peak: fine once the steps exceed the build
+        self.base = _proc_status_kb("VmRSS") * 1024
+
+    def peak_mb(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            return (torch.cuda.max_memory_allocated(self.device) - self.base) / 2**20
+        peak_kb = _proc_status_kb("VmHWM") if self.hwm_reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return (peak_kb * 1024 - self.base) / 2**20
+
+
+def measure(name: str, variant: str, settings: Settings) -> dict[str, float]:
+    """Median step time, images/s and peak step memory of ``variant`` on config ``name``, in this process."""
+    torch.set_num_threads(settings.threads)
+    device = torch.device(settings.device)
+    model = build_model(name, variant, settings, device)
+    step = SearchStep(model, search_config(name))
+    train, valid = batches(settings, device, memory_format(variant, device))
+    memory = PeakMemory(device)
+    memory.start()
+    times = []
+    for i in range(settings.warmup + settings.steps):
+        start = time.perf_counter()
+        step(train, valid)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elapsed = time.perf_counter() - start
+        if i >= settings.warmup:
+            times.append(elapsed)
+        phase = f"warm-up {i + 1}/{settings.warmup}" if i < settings.warmup else f"step {i + 1 - settings.warmup}/{settings.steps}"
+        progress(f"{name} {variant}: {phase} {elapsed:.2f} s")
+    step_s = statistics.median(times)
+    return {"step_ms": 1000 * step_s, "img_per_s": settings.batch / step_s, "peak_mb": memory.peak_mb()}
+
+
+def _in_child(what: str, function: Any, *args: Any) -> Any:
+    """``function(*args)`` in a fresh spawned process: its peak memory is its own, and what its allocator
+    keeps after a full-size forward and backward is given back to the system when it ends."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        try:
+            return pool.submit(function, *args).result()
+        except BrokenProcessPool:
+            raise BenchError(f"{what}: the process died (out of memory? try a smaller --batch)") from None
+
+
+def measure_in_child(name: str, variant: str, settings: Settings) -> dict[str, float]:
+    """:func:`measure` in a fresh process."""
+    return _in_child(f"{name} {variant}", measure, name, variant, settings)
+
+
+def _check_child(name: str, settings: Settings) -> dict[str, Any]:
+    torch.set_num_threads(settings.threads)
+    return check_config(name, settings)
+
+
+def progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def run_benchmark(names: list[str], settings: Settings) -> dict[str, dict[str, Any]]:
+    """Check, then time both variants of each config; the --json record."""
+    results: dict[str, dict[str, Any]] = {}
+    for n, name in enumerate(names, 1):
+        progress(f"[{n}/{len(names)}] {name}: checking ours against the baseline on identical weights and batch")
+        check = _in_child(f"{name} check", _check_child, name, settings)  # ours and baseline in one process
+        progress(f"{name}: check {check['dtype']} {check['memory_format']}: max |grad diff| "
+                 f"{check['max_abs_grad_diff']:.2e}, |loss diff| {check['loss_diff']:.2e}")
+        record: dict[str, Any] = {}
+        for variant in VARIANTS:
+            record[variant] = r = measure_in_child(name, variant, settings)
+            progress(f"{name} {variant}: {r['step_ms']:.0f} ms/step, {r['img_per_s']:.2f} img/s, peak {r['peak_mb']:.0f} MB")
+        ours, base = record["ours"], record["baseline"]
+        record["speedup"] = ours["img_per_s"] / base["img_per_s"]
+        record["memory_ratio"] = ours["peak_mb"] / base["peak_mb"] if base["peak_mb"] > 0 else float("nan")
+        record["max_abs_grad_diff"] = check["max_abs_grad_diff"]
+        record["check"] = {k: check[k] for k in ("dtype", "memory_format", "loss_diff")}
+        results[name] = record
+    return results
+
+
+# ------------------------------------------------------------------------------------------ output
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    try:
+        match = re.search(r"^model name\s*:\s*(.+)$", open("/proc/cpuinfo").read(), re.MULTILINE)
+    except OSError:
+        match = None
+    return f"{match.group(1).strip() if match else platform.processor() or 'CPU'} ({os.cpu_count()} cores)"
+
+
+def header(settings: Settings) -> str:
+    layout = "ours channels-last, baseline NCHW" if settings.device == "cpu" else "both NCHW"
+    return (f"device {device_name(settings.device)} | torch {torch.__version__} | threads {settings.threads} | "
+            f"batch {settings.batch} | channels {settings.channels} | {settings.warmup} warm-up + {settings.steps} "
+            f"timed steps (median) | {layout}\n"
+            "peak_mb: memory the steps need above the built model and data "
+            f"({'peak RSS - RSS before' if settings.device == 'cpu' else 'max_memory_allocated - allocated before'})")
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    columns = ("config", "ours ms", "ours img/s", "ours MB", "base ms", "base img/s", "base MB", "speedup",
+               "mem ratio", "max|grad diff|", "checked in")
+    rows = [columns]
+    for name, r in results.items():
+        o, b = r["ours"], r["baseline"]
+        rows.append((name, f"{o['step_ms']:.0f}", f"{o['img_per_s']:.2f}", f"{o['peak_mb']:.0f}", f"{b['step_ms']:.0f}",
+                     f"{b['img_per_s']:.2f}", f"{b['peak_mb']:.0f}", f"{r['speedup']:.2f}x", f"{r['memory_ratio']:.2f}",
+                     f"{r['max_abs_grad_diff']:.1e}", f"{r['check']['dtype']} {r['check']['memory_format']}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    return "\n".join("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+                     for row in rows)
+
+
+# ------------------------------------------------------------------------------------------ command line
+
+
+def config_names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown or not names:
+        raise BenchError(f"unknown config {', '.join(map(repr, unknown)) or '(none given)'}; known: {', '.join(CONFIGS)}")
+    return names
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text}")
+        return value
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tools/bench_search.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated configs (default: all: {','.join(CONFIGS)})")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default: cpu")
+    p.add_argument("--batch", type=_int_at_least(2), default=64, help="images per batch, training and validation (default: 64)")
+    p.add_argument("--threads", type=_int_at_least(1), default=1, help="torch.set_num_threads (default: 1)")
+    p.add_argument("--warmup", type=_int_at_least(0), default=2, help="untimed steps first (default: 2)")
+    p.add_argument("--steps", type=_int_at_least(1), default=5, help="timed steps; the median is reported (default: 5)")
+    p.add_argument("--channels", type=_int_at_least(2), default=16,
+                   help="initial channels (default: 16, the papers'; pc-darts needs a multiple of 8)")
+    p.add_argument("--layers", type=_int_at_least(3), help="cells of every config instead of its own (for quick tests)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights and batches (default: 0)")
+    p.add_argument("--json", metavar="FILE",
+                   help='write {config: {"ours": {"step_ms", "img_per_s", "peak_mb"}, "baseline": {...}, "speedup", '
+                        '"memory_ratio", "max_abs_grad_diff", "check": {"dtype", "memory_format", "loss_diff"}}}')
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    failed = []
+
+    def body() -> None:
+        names = config_names(args.configs)
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise BenchError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu")
+        settings = Settings(args.device, args.batch, args.channels, args.layers, args.threads, args.warmup, args.steps,
+                            args.seed)
+        try:
+            results = run_benchmark(names, settings)
+        except CheckFailed as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed.append(e)
+            return
+        print(header(settings))
+        print(table(results))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=2)
+                f.write("\n")
+            print(f"wrote {args.json}")
+
+    code = run_tool(body, (BenchError, ValueError), lambda: "nothing was written")
+    return 1 if failed else code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
