@@ -13,8 +13,9 @@ Written the way the original DARTS, P-DARTS and PC-DARTS code computes a search 
   over the edges entering the same node.
 
 The op modules themselves are our :func:`pdarts_wild.ops.build_op` / :func:`cell_preprocessing`
-classes (one definition of each op); only the mixing, the ``none`` handling and the module layout
-differ from :class:`pdarts_wild.supernet.Supernet`. :func:`baseline_from` builds one from a
+classes (one definition of each op), except that dilated depthwise convs are plain ``nn.Conv2d``
+as in the original code (ours compute them phase-wise on the CPU); only the mixing, the ``none``
+handling and the module layout differ from :class:`pdarts_wild.supernet.Supernet`. :func:`baseline_from` builds one from a
 ``Supernet`` with the same candidates and copies every parameter and buffer, so the two compute the
 same function.
 """
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pdarts_wild.ops import POOLING_OPS, build_op, cell_preprocessing, is_identity
+from pdarts_wild.ops import POOLING_OPS, DilatedDepthwiseConv2d, build_op, cell_preprocessing, is_identity
 from pdarts_wild.spaces import CELL_TYPES, Candidates, SearchSpace, edge_inputs
 from pdarts_wild.supernet import Supernet
 
@@ -43,6 +44,18 @@ class ZeroOp(nn.Module):
         if self.stride == 1:
             return x.mul(0.0)
         return x[:, :, :: self.stride, :: self.stride].mul(0.0)
+
+
+def plain_convs(module: nn.Module) -> nn.Module:
+    """``module`` with our phase-wise dilated depthwise convs swapped for plain ``nn.Conv2d`` (as the original
+    code builds them); same parameter names and shapes, so our weights load unchanged."""
+    for name, child in module.named_children():
+        if isinstance(child, DilatedDepthwiseConv2d):
+            setattr(module, name, nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride,
+                                            child.padding, child.dilation, child.groups, bias=child.bias is not None))
+        else:
+            plain_convs(child)
+    return module
 
 
 def shuffle_channels(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -68,7 +81,7 @@ class BaselineMixedOp(nn.Module):
             if name == "none":
                 op: nn.Module = ZeroOp(stride)
             else:
-                op = build_op(name, width, stride, affine)
+                op = plain_convs(build_op(name, width, stride, affine))
                 if name in POOLING_OPS:
                     op = nn.Sequential(op, nn.BatchNorm2d(width, affine=affine))
                 elif is_identity(op) and skip_dropout > 0:

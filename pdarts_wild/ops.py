@@ -9,6 +9,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 OpFactory = Callable[[int, int, bool], nn.Module]
 
@@ -53,13 +54,46 @@ class ReLUConvBN(nn.Module):
         return self.op(x)
 
 
+class DilatedDepthwiseConv2d(nn.Conv2d):
+    """A depthwise conv with dilation 2 ("same" padding, stride 1 or 2), the parameters of ``nn.Conv2d``.
+
+    On the CPU, where oneDNN's backward pass of dilated depthwise convs is several times slower than
+    that of plain ones, it is computed as plain convs on the even/odd pixel phases of the input: with
+    stride 2 only the even-even phase is read; with stride 1 the four phases are stacked along the
+    batch, convolved, and put back in place. The same sums of the same products: outputs equal
+    ``nn.Conv2d``'s, gradients up to summation order. Elsewhere (CUDA, odd sizes) it is ``nn.Conv2d``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, height, width = x.shape
+        if x.device.type != "cpu" or height % 2 or width % 2:
+            return self._conv_forward(x, self.weight, self.bias)
+        half = (self.kernel_size[0] - 1) // 2  # the padding of the plain conv on a phase
+        if self.stride[0] == 2:
+            return F.conv2d(x[:, :, ::2, ::2], self.weight, None, 1, half, 1, self.groups)
+        h, w = height // 2, width // 2
+        # (n, c, 2h, 2w) -> (4n, c, h, w), phase (row parity, column parity) major; channels stay innermost
+        phases = x.permute(0, 2, 3, 1).reshape(n, h, 2, w, 2, c).permute(2, 4, 0, 1, 3, 5).reshape(4 * n, h, w, c)
+        out = F.conv2d(phases.permute(0, 3, 1, 2), self.weight, None, 1, half, 1, self.groups)
+        out = out.permute(0, 2, 3, 1).reshape(2, 2, n, h, w, c).permute(2, 3, 0, 4, 1, 5).reshape(n, height, width, c)
+        out = out.permute(0, 3, 1, 2)  # channels-last, like the input on the CPU's fast path
+        return out if x.is_contiguous(memory_format=torch.channels_last) else out.contiguous()
+
+
+def _depthwise(c: int, kernel: int, stride: int, padding: int, dilation: int) -> nn.Conv2d:
+    """A bias-free depthwise conv; dilation 2 with "same" padding gets the phase-wise CPU path."""
+    if dilation == 2 and padding == kernel - 1 and kernel % 2 and stride in (1, 2):
+        return DilatedDepthwiseConv2d(c, c, kernel, stride=stride, padding=padding, dilation=2, groups=c, bias=False)
+    return nn.Conv2d(c, c, kernel, stride=stride, padding=padding, dilation=dilation, groups=c, bias=False)
+
+
 def _relu_depthwise_pointwise_bn(
     c_in: int, c_out: int, kernel: int, stride: int, padding: int, dilation: int, affine: bool
 ) -> list[nn.Module]:
     """One separable unit: ReLU -> depthwise k x k -> pointwise 1x1 -> BN."""
     return [
         nn.ReLU(inplace=False),
-        nn.Conv2d(c_in, c_in, kernel, stride=stride, padding=padding, dilation=dilation, groups=c_in, bias=False),
+        _depthwise(c_in, kernel, stride, padding, dilation),
         nn.Conv2d(c_in, c_out, 1, bias=False),
         nn.BatchNorm2d(c_out, affine=affine),
     ]

@@ -370,3 +370,26 @@ def test_op_outside_the_space_is_refused():
     candidates["normal"][0] = ("sep_conv_3x3", "nor_conv_3x3")
     with pytest.raises(ValueError, match="nor_conv_3x3"):
         Supernet(SPACE, candidates, 10, 4, 3)
+
+
+@pytest.mark.parametrize("kernel", [3, 5])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("size", [16, 7])  # 7: odd, the plain conv path
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_phase_wise_dilated_depthwise_conv_equals_the_plain_one(kernel, stride, size, channels_last):
+    from pdarts_wild.ops import DilatedDepthwiseConv2d
+
+    torch.manual_seed(0)
+    conv = DilatedDepthwiseConv2d(8, 8, kernel, stride=stride, padding=kernel - 1, dilation=2, groups=8, bias=False)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(3, 8, size, size).to(memory_format=fmt).requires_grad_()
+    out = conv(x)
+    ref_x = x.detach().clone().requires_grad_()
+    ref = F.conv2d(ref_x, conv.weight, None, stride, kernel - 1, 2, 8)
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
+    assert out.is_contiguous(memory_format=fmt)
+    grad = torch.randn_like(ref)
+    (w_grad, x_grad), (ref_w_grad, ref_x_grad) = (torch.autograd.grad(o, [conv.weight, i], grad)
+                                                  for o, i in ((out, x), (ref, ref_x)))
+    torch.testing.assert_close(w_grad, ref_w_grad, rtol=1e-4, atol=1e-4)  # summed in another order
+    torch.testing.assert_close(x_grad, ref_x_grad, rtol=1e-6, atol=1e-6)
