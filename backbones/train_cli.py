@@ -46,6 +46,8 @@ def training_parser(prog: str, doc: str | None, defaults: Defaults) -> argparse.
                      help="mixed precision: float16 autocast and loss scaling (CUDA only)")
     run.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
                      help="channels-last tensors (default: on for CPU, where it is several times faster; off for CUDA)")
+    run.add_argument("--compile", action="store_true", default=None,
+                     help="torch.compile the training forward (first steps slower while it compiles; see BENCHMARKS.md)")
 
     m = p.add_argument_group("model")
     m.add_argument("--model", help=f"registered timm model name (default: {d['model']})")
@@ -126,6 +128,7 @@ def _new(config: argparse.Namespace, defaults: Defaults, run: dict[str, Any],
     if config.channels_last is None:
         config.channels_last = device.type == "cpu"
     config.amp = bool(config.amp)
+    config.compile = bool(config.compile)
     _check(config, device)
     if run["out"] is None:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:

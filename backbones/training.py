@@ -100,7 +100,8 @@ class Trainer:
 
     ``config`` carries the recipe (``epochs``, ``lr``, ``lr_min``, ``momentum``, ``weight_decay``, ``sched``,
     ``warmup_epochs``, ``grad_clip``, ``auxiliary_weight``, ``drop_path``, ``label_smoothing``, ``amp``,
-    ``channels_last``, ``model``); ``model_args`` are the ``timm.create_model`` arguments, kept in every file.
+    ``channels_last``, ``compile``, ``model``); ``model_args`` are the ``timm.create_model`` arguments, kept in
+    every file.
     """
 
     def __init__(self, config: argparse.Namespace, out: Path, model: nn.Module, model_args: dict[str, Any],
@@ -113,6 +114,8 @@ class Trainer:
         if ddp.world_size > 1:
             device_ids = [device.index] if device.type == "cuda" else None
             self.forward = DistributedDataParallel(self.model, device_ids=device_ids)
+        if getattr(config, "compile", False):  # runs saved before the flag existed train uncompiled
+            self.forward = torch.compile(self.forward)
         # the authors' SGD: plain momentum, weight decay on every parameter
         self.optimizer = create_optimizer_v2(self.model, opt="momentum", lr=config.lr, momentum=config.momentum,
                                              weight_decay=config.weight_decay, filter_bias_and_bn=False)
@@ -194,10 +197,14 @@ class Trainer:
         record = {"epoch": e + 1, "lr": lr, "drop_path": self.model.drop_path_prob, "train_loss": loss,
                   "train_top1": top1, "test_loss": test_loss, "test_top1": test_top1, "test_top5": test_top5,
                   "img_per_s": samples / seconds, "seconds": seconds}
+        memory = ""
+        if self.device.type == "cuda":
+            record["peak_mem_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
+            memory = f", peak {record['peak_mem_mb']:.0f} MB"
         state["history"].append(record)
         log.info("epoch %d/%d lr %.5f drop-path %.3f | train loss %.4f top-1 %.2f%% | test loss %.4f top-1 %.2f%% "
-                 "top-5 %.2f%% | %.1f img/s", e + 1, c.epochs, lr, record["drop_path"], loss, top1, test_loss,
-                 test_top1, test_top5, record["img_per_s"])
+                 "top-5 %.2f%% | %.1f img/s%s", e + 1, c.epochs, lr, record["drop_path"], loss, top1, test_loss,
+                 test_top1, test_top5, record["img_per_s"], memory)
         if self.writer is not None:
             for key, value in record.items():
                 if key != "epoch":

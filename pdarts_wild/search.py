@@ -374,16 +374,17 @@ class Search:
         validate = c.valid_last is None or e >= stage.epochs - c.valid_last
         valid_loss, valid_acc = self._validate() if validate else (None, None)
         record = {"stage": s + 1, "epoch": e + 1, "lr": lr, "skip_dropout": p_skip, "drop_path": p_drop,
-                  "train_loss": train_loss,
-                  "train_acc": train_acc, "arch_loss": arch_loss if train_arch else None, "valid_loss": valid_loss,
-                  "valid_acc": valid_acc, "img_per_s": samples / elapsed}
+                  "train_loss": train_loss, "train_acc": train_acc, "arch_loss": arch_loss if train_arch else None,
+                  "valid_loss": valid_loss, "valid_acc": valid_acc, "img_per_s": samples / elapsed}
+        memory = ""
         if self.device.type == "cuda":
             record["peak_mem_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
+            memory = f", peak {record['peak_mem_mb']:.0f} MB"
         state["history"].append(record)
         valid = "" if valid_acc is None else f" | valid loss {valid_loss:.4f} acc {100 * valid_acc:.2f}%"
         drop = f" drop-path {p_drop:.3f}" if c.drop_path > 0 else ""
-        log.info("stage %d epoch %d/%d lr %.5f skip-drop %.3f%s | train loss %.4f acc %.2f%%%s | %.1f img/s", s + 1,
-                 e + 1, stage.epochs, lr, p_skip, drop, train_loss, 100 * train_acc, valid, record["img_per_s"])
+        log.info("stage %d epoch %d/%d lr %.5f skip-drop %.3f%s | train loss %.4f acc %.2f%%%s | %.1f img/s%s", s + 1,
+                 e + 1, stage.epochs, lr, p_skip, drop, train_loss, 100 * train_acc, valid, record["img_per_s"], memory)
         self._log_tensorboard(record, state["step"])
 
     def _ramp_drop_path(self, stage: StagePlan, epoch: int) -> float:
