@@ -185,7 +185,7 @@ def test_unknown_config_is_a_one_line_error() -> None:
 
 
 def test_disagreement_exits_1(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(bench_search, "_in_child", lambda what, function, *args: function(*args))
+    monkeypatch.setattr(bench_search, "in_child", lambda what, function, *args: function(*args))
     monkeypatch.setattr(bench_search, "compare", lambda *args: (0.0, 1e-3))
     assert bench_search.main(["--configs", "darts", "--channels", "8", "--layers", "3", "--batch", "4"]) == 1
     err = capsys.readouterr().err.strip().splitlines()

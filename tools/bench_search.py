@@ -42,26 +42,30 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import os
-import platform
-import re
-import resource
-import statistics
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from multiprocessing import get_context
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from benchmarks.baseline_supernet import BaselineSupernet, baseline_from, compact_alphas, state_key_map
+from benchmarks.baseline_supernet import (
+    BaselineSupernet,
+    baseline_from,
+    compact_alphas,
+    state_key_map,
+)
+from benchmarks.measure import (
+    BenchError,
+    device_name,
+    format_table,
+    in_child,
+    int_at_least,
+    progress,
+    timed_steps,
+)
 from pdarts_wild.architect import Architect
 from pdarts_wild.config import SearchConfig, resolve_config
 from pdarts_wild.search import run_tool
@@ -72,10 +76,6 @@ TOLERANCE = 1e-5
 NUM_CLASSES = 10
 IMAGE_SIZE = 32
 VARIANTS = ("ours", "baseline")
-
-
-class BenchError(ValueError):
-    """A bad option or environment; the message says which."""
 
 
 class CheckFailed(Exception):
@@ -252,43 +252,6 @@ def _format_name(fmt: torch.memory_format) -> str:
 # ------------------------------------------------------------------------------------------ measuring
 
 
-def _proc_status_kb(field: str) -> int:
-    match = re.search(rf"^{field}:\s+(\d+) kB", open("/proc/self/status").read(), re.MULTILINE)
-    if match is None:
-        raise BenchError(f"/proc/self/status has no {field}: CPU peak memory needs Linux")
-    return int(match.group(1))
-
-
-class PeakMemory:
-    """Memory a block needs above what is held when :meth:`start` is called (see the module docstring)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.hwm_reset = False
-
-    def start(self) -> None:
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.base = torch.cuda.memory_allocated(self.device)
-            return
-        try:  # "5" resets the peak resident set size (VmHWM) to the current one (Linux >= 4.0)
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-            self.hwm_reset = True
-        except OSError:
-            self.hwm_reset = False  # ru_maxrss is then the whole process' peak: fine once the steps exceed the build
-        self.base = _proc_status_kb("VmRSS") * 1024
-
-    def peak_mb(self) -> float:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            return (torch.cuda.max_memory_allocated(self.device) - self.base) / 2**20
-        peak_kb = _proc_status_kb("VmHWM") if self.hwm_reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return (peak_kb * 1024 - self.base) / 2**20
-
-
 def measure(name: str, variant: str, settings: Settings) -> dict[str, float]:
     """Median step time, images/s and peak step memory of ``variant`` on config ``name``, in this process."""
     torch.set_num_threads(settings.threads)
@@ -296,36 +259,13 @@ def measure(name: str, variant: str, settings: Settings) -> dict[str, float]:
     model = build_model(name, variant, settings, device)
     step = SearchStep(model, search_config(name))
     train, valid = batches(settings, device, memory_format(variant, device))
-    memory = PeakMemory(device)
-    memory.start()
-    times = []
-    for i in range(settings.warmup + settings.steps):
-        start = time.perf_counter()
-        step(train, valid)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        elapsed = time.perf_counter() - start
-        if i >= settings.warmup:
-            times.append(elapsed)
-        phase = f"warm-up {i + 1}/{settings.warmup}" if i < settings.warmup else f"step {i + 1 - settings.warmup}/{settings.steps}"
-        progress(f"{name} {variant}: {phase} {elapsed:.2f} s")
-    step_s = statistics.median(times)
-    return {"step_ms": 1000 * step_s, "img_per_s": settings.batch / step_s, "peak_mb": memory.peak_mb()}
-
-
-def _in_child(what: str, function: Any, *args: Any) -> Any:
-    """``function(*args)`` in a fresh spawned process: its peak memory is its own, and what its allocator
-    keeps after a full-size forward and backward is given back to the system when it ends."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        try:
-            return pool.submit(function, *args).result()
-        except BrokenProcessPool:
-            raise BenchError(f"{what}: the process died (out of memory? try a smaller --batch)") from None
+    return timed_steps(lambda: step(train, valid), device, settings.warmup, settings.steps, settings.batch,
+                       f"{name} {variant}")
 
 
 def measure_in_child(name: str, variant: str, settings: Settings) -> dict[str, float]:
     """:func:`measure` in a fresh process."""
-    return _in_child(f"{name} {variant}", measure, name, variant, settings)
+    return in_child(f"{name} {variant}", measure, name, variant, settings)
 
 
 def _check_child(name: str, settings: Settings) -> dict[str, Any]:
@@ -333,16 +273,12 @@ def _check_child(name: str, settings: Settings) -> dict[str, Any]:
     return check_config(name, settings)
 
 
-def progress(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
 def run_benchmark(names: list[str], settings: Settings) -> dict[str, dict[str, Any]]:
     """Check, then time both variants of each config; the --json record."""
     results: dict[str, dict[str, Any]] = {}
     for n, name in enumerate(names, 1):
         progress(f"[{n}/{len(names)}] {name}: checking ours against the baseline on identical weights and batch")
-        check = _in_child(f"{name} check", _check_child, name, settings)  # ours and baseline in one process
+        check = in_child(f"{name} check", _check_child, name, settings)  # ours and baseline in one process
         progress(f"{name}: check {check['dtype']} {check['memory_format']}: max |grad diff| "
                  f"{check['max_abs_grad_diff']:.2e}, |loss diff| {check['loss_diff']:.2e}")
         record: dict[str, Any] = {}
@@ -359,16 +295,6 @@ def run_benchmark(names: list[str], settings: Settings) -> dict[str, dict[str, A
 
 
 # ------------------------------------------------------------------------------------------ output
-
-
-def device_name(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    try:
-        match = re.search(r"^model name\s*:\s*(.+)$", open("/proc/cpuinfo").read(), re.MULTILINE)
-    except OSError:
-        match = None
-    return f"{match.group(1).strip() if match else platform.processor() or 'CPU'} ({os.cpu_count()} cores)"
 
 
 def header(settings: Settings) -> str:
@@ -389,9 +315,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         rows.append((name, f"{o['step_ms']:.0f}", f"{o['img_per_s']:.2f}", f"{o['peak_mb']:.0f}", f"{b['step_ms']:.0f}",
                      f"{b['img_per_s']:.2f}", f"{b['peak_mb']:.0f}", f"{r['speedup']:.2f}x", f"{r['memory_ratio']:.2f}",
                      f"{r['max_abs_grad_diff']:.1e}", f"{r['check']['dtype']} {r['check']['memory_format']}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
-    return "\n".join("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-                     for row in rows)
+    return format_table(rows)
 
 
 # ------------------------------------------------------------------------------------------ command line
@@ -405,27 +329,18 @@ def config_names(text: str) -> list[str]:
     return names
 
 
-def _int_at_least(low: int):
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text}")
-        return value
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tools/bench_search.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated configs (default: all: {','.join(CONFIGS)})")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default: cpu")
-    p.add_argument("--batch", type=_int_at_least(2), default=64, help="images per batch, training and validation (default: 64)")
-    p.add_argument("--threads", type=_int_at_least(1), default=1, help="torch.set_num_threads (default: 1)")
-    p.add_argument("--warmup", type=_int_at_least(0), default=2, help="untimed steps first (default: 2)")
-    p.add_argument("--steps", type=_int_at_least(1), default=5, help="timed steps; the median is reported (default: 5)")
-    p.add_argument("--channels", type=_int_at_least(2), default=16,
+    p.add_argument("--batch", type=int_at_least(2), default=64, help="images per batch, training and validation (default: 64)")
+    p.add_argument("--threads", type=int_at_least(1), default=1, help="torch.set_num_threads (default: 1)")
+    p.add_argument("--warmup", type=int_at_least(0), default=2, help="untimed steps first (default: 2)")
+    p.add_argument("--steps", type=int_at_least(1), default=5, help="timed steps; the median is reported (default: 5)")
+    p.add_argument("--channels", type=int_at_least(2), default=16,
                    help="initial channels (default: 16, the papers'; pc-darts needs a multiple of 8)")
-    p.add_argument("--layers", type=_int_at_least(3), help="cells of every config instead of its own (for quick tests)")
+    p.add_argument("--layers", type=int_at_least(3), help="cells of every config instead of its own (for quick tests)")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and batches (default: 0)")
     p.add_argument("--json", metavar="FILE",
                    help='write {config: {"ours": {"step_ms", "img_per_s", "peak_mb"}, "baseline": {...}, "speedup", '
