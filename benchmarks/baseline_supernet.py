@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from pdarts_wild.ops import POOLING_OPS, DilatedDepthwiseConv2d, build_op, cell_preprocessing, is_identity
 from pdarts_wild.spaces import CELL_TYPES, Candidates, SearchSpace, edge_inputs
-from pdarts_wild.supernet import Supernet
+from pdarts_wild.supernet import Supernet, darts_cells
 
 
 class ZeroOp(nn.Module):
@@ -148,19 +148,13 @@ class BaselineSupernet(nn.Module):
                 raise ValueError(f"the baseline supernet needs the same number of ops on every {cell} edge, got "
                                  f"{sorted(counts)}")
         steps = space.steps
-        c_curr = stem_multiplier * channels
-        self.stem = nn.Sequential(nn.Conv2d(in_chans, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
-        c_prev_prev, c_prev, c_curr = c_curr, c_curr, channels
-        self.cells = nn.ModuleList()
-        reduction_prev = False
-        for i in range(layers):
-            reduction = i in (layers // 3, 2 * layers // 3)
-            c_curr = c_curr * 2 if reduction else c_curr
-            cell_type = "reduce" if reduction else "normal"
-            self.cells.append(BaselineCell(self.candidates[cell_type], steps, c_prev_prev, c_prev, c_curr, reduction,
-                                           reduction_prev, affine, skip_dropout, partial_channels))
-            reduction_prev = reduction
-            c_prev_prev, c_prev = c_prev, steps * c_curr
+        c_stem = stem_multiplier * channels
+        self.stem = nn.Sequential(nn.Conv2d(in_chans, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
+        self.cells, c_prev = darts_cells(
+            layers, channels, stem_multiplier, steps,
+            lambda kind, c_pp, c_p, c, reduction, reduction_prev: BaselineCell(
+                self.candidates[kind], steps, c_pp, c_p, c, reduction, reduction_prev, affine, skip_dropout,
+                partial_channels))
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_prev, num_classes)
         self.alphas = nn.ParameterDict({

@@ -7,7 +7,7 @@ change how the supernet is used (which ops it holds, which parameters train), ne
 from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
-from typing import ContextManager, Iterator
+from typing import Callable, ContextManager, Iterator
 
 import torch
 from torch import nn
@@ -174,6 +174,27 @@ class NB201SearchCell(nn.Module):
         return sum_nodes([x], self.edges, self.steps, weights, edge_scale, self.drop_path, self.training)[-1]
 
 
+CellFactory = Callable[[str, int, int, int, bool, bool], nn.Module]
+
+
+def darts_cells(layers: int, channels: int, stem_multiplier: int, steps: int,
+                make_cell: CellFactory) -> tuple[nn.ModuleList, int]:
+    """The cells of DARTS' search skeleton (reductions at L//3 and 2L//3, channels doubled there), each
+    ``make_cell(cell_type, c_prev_prev, c_prev, c, reduction, reduction_prev)``; and the last one's output channels."""
+    c_prev_prev = c_prev = stem_multiplier * channels
+    c_curr = channels
+    cells = nn.ModuleList()
+    reduction_prev = False
+    for i in range(layers):
+        reduction = i in (layers // 3, 2 * layers // 3)
+        c_curr = c_curr * 2 if reduction else c_curr
+        cells.append(make_cell("reduce" if reduction else "normal", c_prev_prev, c_prev, c_curr, reduction,
+                               reduction_prev))
+        reduction_prev = reduction
+        c_prev_prev, c_prev = c_prev, steps * c_curr
+    return cells, c_prev
+
+
 class Supernet(nn.Module):
     """The search network of ``space``'s topology, with one (edges x primitives) alpha matrix per cell type.
 
@@ -227,20 +248,13 @@ class Supernet(nn.Module):
                      skip_dropout: float, partial: int) -> int:
         """Stem and DARTS search cells; returns the channels of the last cell's output."""
         steps = self.space.steps
-        c_curr = stem_multiplier * channels
-        self.stem = nn.Sequential(nn.Conv2d(in_chans, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
-        c_prev_prev, c_prev, c_curr = c_curr, c_curr, channels
-        self.cells = nn.ModuleList()
-        reduction_prev = False
-        for i in range(layers):
-            reduction = i in (layers // 3, 2 * layers // 3)
-            c_curr = c_curr * 2 if reduction else c_curr
-            cell_type = "reduce" if reduction else "normal"
-            self.cells.append(SearchCell(self.candidates[cell_type], steps, c_prev_prev, c_prev, c_curr,
-                                         reduction, reduction_prev, affine, skip_dropout, partial))
-            reduction_prev = reduction
-            c_prev_prev, c_prev = c_prev, steps * c_curr
-        return c_prev
+        c_stem = stem_multiplier * channels
+        self.stem = nn.Sequential(nn.Conv2d(in_chans, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
+        self.cells, c_out = darts_cells(
+            layers, channels, stem_multiplier, steps,
+            lambda kind, c_pp, c_p, c, reduction, reduction_prev: SearchCell(
+                self.candidates[kind], steps, c_pp, c_p, c, reduction, reduction_prev, affine, skip_dropout, partial))
+        return c_out
 
     def _build_nb201(self, in_chans: int, channels: int, layers: int, affine: bool, skip_dropout: float,
                      partial: int) -> int:
