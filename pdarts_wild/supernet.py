@@ -26,6 +26,11 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
+def _has_state(module: nn.Module) -> bool:
+    """True if ``module`` holds parameters or buffers (convolutions, BatchNorm)."""
+    return any(True for _ in module.parameters()) or any(True for _ in module.buffers())
+
+
 class MixedEdge(nn.Module):
     """Softmax-weighted sum of an edge's candidate ops; ``none`` contributes exactly zero and is not computed.
 
@@ -80,12 +85,19 @@ class MixedEdge(nn.Module):
         return channel_shuffle(torch.cat([self._mixed(x[:, :k], weights), bypass], dim=1), self.partial)
 
     def _mixed(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        if self.recompute and torch.is_grad_enabled():
-            return checkpoint(self._mix, x, weights, use_reentrant=False, context_fn=self._contexts)
-        return self._mix(x, weights)
+        """Ops without parameters or statistics (skip, its dropout, noise) are cheap to keep and would draw their
+        random numbers twice if recomputed: with ``recompute`` only the others are. Both groups are summed
+        apart either way, so that recomputation changes no rounding."""
+        light = [k for k, op in enumerate(self.ops) if not _has_state(op)]
+        heavy = [k for k, op in enumerate(self.ops) if _has_state(op)]
+        out = self._mix(x, weights, light)
+        if heavy and self.recompute and torch.is_grad_enabled():
+            return out + checkpoint(self._mix, x, weights, heavy, use_reentrant=False, context_fn=self._contexts)
+        return out + self._mix(x, weights, heavy)
 
-    def _mix(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        return sum(weights[i] * op(x) for i, op in zip(self.computed, self.ops))
+    def _mix(self, x: torch.Tensor, weights: torch.Tensor, which: list[int]) -> torch.Tensor | int:
+        """The weighted sum of the ops at positions ``which`` of ``self.ops`` (0 if none)."""
+        return sum(weights[self.computed[k]] * self.ops[k](x) for k in which)
 
     def _contexts(self) -> tuple[ContextManager[None], ContextManager[None]]:
         return nullcontext(), self._statistics_kept()
