@@ -7,7 +7,8 @@ batch (forward, backward, gradient clipping, SGD step), with the optimizers and 
 the config's algorithm (pdarts_wild.config). "ours" is pdarts_wild.supernet.Supernet in its default
 layout for the device (channels-last on CPU, contiguous NCHW on CUDA, as the search); "baseline" is
 benchmarks.baseline_supernet.BaselineSupernet in plain NCHW: one module per op and edge, ``none``
-included (x * 0), every op computed and summed, as the original DARTS / P-DARTS / PC-DARTS code.
+included (x * 0), every op computed and summed, plain nn.Conv2d, as the original DARTS / P-DARTS /
+PC-DARTS code. Ours also recomputes its ops' activations in the backward pass (its default).
 
 Configs (16 initial channels, 32x32 random images, 10 classes):
   pdarts-s1  P-DARTS stage 1: 5 cells, the 8 DARTS ops on every edge, skip dropout 0.0
