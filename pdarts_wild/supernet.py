@@ -57,6 +57,7 @@ class MixedEdge(nn.Module):
         self.pool_bn = pool_bn
         self.computed = [i for i, name in enumerate(op_names) if name != "none"]
         self.ops = nn.ModuleList(self._build(op_names[i]) for i in self.computed)
+        self._group_ops()
 
     def _build(self, name: str) -> nn.Module:
         op = build_op(name, self.width, self.stride, self.affine)
@@ -74,6 +75,13 @@ class MixedEdge(nn.Module):
         if name != "none":
             module = self._build(name)
             self.ops.insert(self.computed.index(op_names.index(name)), module)
+        self._group_ops()
+
+    def _group_ops(self) -> None:
+        """Positions in ``self.ops`` of the ops without parameters or statistics (skip, its dropout, noise:
+        ``light``) and of the others (``heavy``, the ones recomputation recomputes)."""
+        self.light = [k for k, op in enumerate(self.ops) if not _has_state(op)]
+        self.heavy = [k for k, op in enumerate(self.ops) if _has_state(op)]
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         if self.partial == 1:
@@ -88,12 +96,10 @@ class MixedEdge(nn.Module):
         """Ops without parameters or statistics (skip, its dropout, noise) are cheap to keep and would draw their
         random numbers twice if recomputed: with ``recompute`` only the others are. Both groups are summed
         apart either way, so that recomputation changes no rounding."""
-        light = [k for k, op in enumerate(self.ops) if not _has_state(op)]
-        heavy = [k for k, op in enumerate(self.ops) if _has_state(op)]
-        out = self._mix(x, weights, light)
-        if heavy and self.recompute and torch.is_grad_enabled():
-            return out + checkpoint(self._mix, x, weights, heavy, use_reentrant=False, context_fn=self._contexts)
-        return out + self._mix(x, weights, heavy)
+        out = self._mix(x, weights, self.light)
+        if self.heavy and self.recompute and torch.is_grad_enabled():
+            return out + checkpoint(self._mix, x, weights, self.heavy, use_reentrant=False, context_fn=self._contexts)
+        return out + self._mix(x, weights, self.heavy)
 
     def _mix(self, x: torch.Tensor, weights: torch.Tensor, which: list[int]) -> torch.Tensor | int:
         """The weighted sum of the ops at positions ``which`` of ``self.ops`` (0 if none)."""
