@@ -14,6 +14,8 @@ from .spaces import SPACES
 
 NB201_OPS = SPACES["nb201"].primitives
 NB201_NODES = 4  # node 0 is the cell input; nodes 1..3 sum one edge from every earlier node
+# (node, source) of the 6 edges in alpha-row order, in the benchmark's numbering (node 0 = the cell input)
+NB201_EDGES = tuple((node + 1, source) for node, source in SPACES["nb201"].edges)
 
 
 class NB201Arch(NamedTuple):
@@ -77,10 +79,9 @@ class NB201Arch(NamedTuple):
 
 def derive_nb201(weights: Sequence[Mapping[str, float]]) -> NB201Arch:
     """NAS-Bench-201's rule: every edge keeps its largest-weight op, ``none`` included (first maximum wins)."""
-    sources = [j for i in range(1, NB201_NODES) for j in range(i)]
-    if len(weights) != len(sources):
-        raise GenotypeError(f"a NAS-Bench-201 cell has {len(sources)} edges, got weights for {len(weights)}")
-    return NB201Arch(tuple((max(w, key=w.__getitem__), j) for w, j in zip(weights, sources)))
+    if len(weights) != len(NB201_EDGES):
+        raise GenotypeError(f"a NAS-Bench-201 cell has {len(NB201_EDGES)} edges, got weights for {len(weights)}")
+    return NB201Arch(tuple((max(w, key=w.__getitem__), j) for w, (_, j) in zip(weights, NB201_EDGES)))
 
 
 class NB201Cell(nn.Module):

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, NamedTuple, Sequence
 
 from .genotype import Genotype, Pair
-from .nb201 import NB201_NODES, NB201Arch
+from .nb201 import NB201_EDGES, NB201_NODES, NB201Arch
 from .spaces import CELL_TYPES, edge_inputs
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ MARGIN = 0.45
 RADII = (0.0, 0.18, -0.18, 0.32, -0.32, 0.48, -0.48, 0.65, -0.65)
 LABEL_SPOTS = (0.5, 0.44, 0.56, 0.38, 0.62, 0.32, 0.68, 0.26, 0.74)
 DPI = 150
-NB201_EDGE_LABELS = tuple(f"n{i}<-n{j}" for i in range(1, NB201_NODES) for j in range(i))  # 6 edges: no DARTS cell
+NB201_EDGE_LABELS = tuple(f"n{i}<-n{j}" for i, j in NB201_EDGES)  # 6 edges: no DARTS cell has as many
 
 
 class Edge(NamedTuple):
@@ -292,8 +292,7 @@ def nb201_cell_figure(arch: NB201Arch) -> "Figure":
     """A NAS-Bench-201 cell: node 0 (the input) to node 3 (the output), one arrow per op that is not ``none``."""
     inputs = [list(range(i)) for i in range(NB201_NODES)]
     pos = _place(inputs, _layers(inputs))
-    targets = [i for i in range(1, NB201_NODES) for _ in range(i)]
-    edges = [Edge(j, i, op) for (op, j), i in zip(arch.edges, targets) if op != "none"]
+    edges = [Edge(j, i, op) for (op, j), (i, _) in zip(arch.edges, NB201_EDGES) if op != "none"]
     kinds = [_kind(s, NB201_NODES - 1, n_inputs=1) for s in range(NB201_NODES)]
     return _graph_figure("NAS-Bench-201 cell", pos, edges, kinds, [str(s) for s in range(NB201_NODES)])
 
