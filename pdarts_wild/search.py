@@ -290,7 +290,7 @@ class Search:
         module's mode are put back afterwards. With ``opp_score_bn = "reference"``, ``model`` is scored in the
         modes its modules are in and keeps the running statistics the scoring updates."""
         reference = self.config.opp_score_bn == "reference"
-        saved, mode = [b.clone() for b in model.buffers()], model.training
+        saved, mode = [] if reference else [b.clone() for b in model.buffers()], model.training
         if not reference:
             model.train()
         loader = self._loader(self.weight_data, epoch, 2)
