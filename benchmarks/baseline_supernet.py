@@ -197,9 +197,9 @@ _EDGE_OP = re.compile(r"^cells\.(\d+)\.edges\.(\d+)\.ops\.(\d+)\.(.+)$")
 
 def _setting(supernet: Supernet) -> dict:
     """The constructor arguments of ``supernet``, read off its modules."""
-    if getattr(supernet.space, "topology", "darts") != "darts":
+    if supernet.space.topology != "darts":
         raise ValueError(f"the baseline supernet has DARTS cells only, not the {supernet.space.topology} topology")
-    if any(getattr(cell, "drop_path", 0.0) > 0 for cell in supernet.cells):
+    if any(cell.drop_path > 0 for cell in supernet.cells):
         raise ValueError("the baseline supernet has no drop-path; set it to 0 first")
     steps = supernet.space.steps
     channels = supernet.classifier.in_features // (4 * steps)  # two reductions double C twice
@@ -214,7 +214,7 @@ def _setting(supernet: Supernet) -> dict:
         "skip_dropout": dropouts[0] if dropouts else 0.0,  # set_skip_dropout() changes the modules' rate
         "affine": any(bn.affine for bn in cell_bns),
         "in_chans": stem_conv.in_channels,
-        "partial_channels": getattr(supernet.cells[0].edges[0], "partial", 1),
+        "partial_channels": supernet.cells[0].edges[0].partial,
         "edge_normalization": len(supernet.betas) > 0,
     }
 
