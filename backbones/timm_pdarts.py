@@ -20,17 +20,18 @@ from typing import Any, Optional, Union
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import create_classifier, register_notrace_module
+from timm.layers import create_classifier, register_notrace_function, register_notrace_module
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
 from pdarts_wild.checkpoints import our_key_layout
 from pdarts_wild.genotype import Genotype
 from pdarts_wild.networks import CellNetwork, NetworkCIFAR, NetworkImageNet, classifier_layer
-from pdarts_wild.ops import DilatedDepthwiseConv2d
+from pdarts_wild.ops import DilatedDepthwiseConv2d, pixel_grid
 
-# Its CPU path branches on the input's size: FX feature extraction keeps it whole, as a leaf.
+# Both branch on their input (size, layout, autograd): FX feature extraction keeps them whole, as leaves.
 register_notrace_module(DilatedDepthwiseConv2d)
+register_notrace_function(pixel_grid)
 
 __all__ = [
     "TimmCellNetwork", "TimmNetworkCIFAR", "TimmNetworkImageNet", "checkpoint_filter_fn",

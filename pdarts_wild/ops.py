@@ -5,7 +5,7 @@ that their released weights map onto ours key by key.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -38,6 +38,45 @@ class Noise(nn.Module):
         return torch.randn_like(x[:, :, :: self.stride, :: self.stride])
 
 
+class _PixelGrid(torch.autograd.Function):
+    """``x[:, :, start::step, start::step]`` whose gradient has ``x``'s memory layout.
+
+    Autograd's own backward of an index writes into NCHW-contiguous zeros; for a channels-last ``x`` the
+    layouts then mix downstream, and the CPU's mixed-layout kernels (ReLU backward, sums) are several
+    times slower than the channels-last ones.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, start: int, step: int) -> torch.Tensor:
+        ctx.shape, ctx.index = x.shape, (slice(None), slice(None), slice(start, None, step), slice(start, None, step))
+        ctx.memory_format = torch.channels_last if _channels_last(x) else torch.contiguous_format
+        return x[ctx.index]
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        out = torch.empty(ctx.shape, dtype=grad.dtype, device=grad.device, memory_format=ctx.memory_format).zero_()
+        out[ctx.index] = grad
+        return out, None, None
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    """True for a 4-d tensor laid out channels-last (and not also NCHW-contiguous, as with one channel)."""
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def pixel_grid(x: torch.Tensor, start: int, step: int) -> torch.Tensor:
+    """The pixels ``x[:, :, start::step, start::step]``; their gradient keeps ``x``'s layout (channels-last
+    stays channels-last)."""
+    if not torch.jit.is_scripting() and torch.is_grad_enabled() and x.requires_grad:
+        return _pixel_grid_keeping_layout(x, start, step)
+    return x[:, :, start::step, start::step]
+
+
+@torch.jit.unused
+def _pixel_grid_keeping_layout(x: torch.Tensor, start: int, step: int) -> torch.Tensor:
+    return _PixelGrid.apply(x, start, step)
+
+
 class ReLUConvBN(nn.Module):
     """ReLU -> k x k conv -> BN: the DARTS 1x1 cell preprocessing and NAS-Bench-201's ``nor_conv``."""
 
@@ -57,27 +96,27 @@ class ReLUConvBN(nn.Module):
 class DilatedDepthwiseConv2d(nn.Conv2d):
     """A depthwise conv with dilation 2 ("same" padding, stride 1 or 2), the parameters of ``nn.Conv2d``.
 
-    On the CPU, where oneDNN's backward pass of dilated depthwise convs is several times slower than
-    that of plain ones, it is computed as plain convs on the even/odd pixel phases of the input: with
-    stride 2 only the even-even phase is read; with stride 1 the four phases are stacked along the
-    batch, convolved, and put back in place. The same sums of the same products: outputs equal
-    ``nn.Conv2d``'s, gradients up to summation order. Elsewhere (CUDA, odd sizes) it is ``nn.Conv2d``.
+    On the CPU's channels-last path, where oneDNN's backward pass of dilated depthwise convs is several
+    times slower than that of plain ones, it is computed as plain convs on the even/odd pixel phases of
+    the input: with stride 2 only the even-even phase is read; with stride 1 the four phases are stacked
+    along the batch, convolved, and put back in place. The same sums of the same products: outputs equal
+    ``nn.Conv2d``'s, gradients up to summation order, both channels-last. Elsewhere (CUDA, NCHW, odd
+    sizes) it is ``nn.Conv2d``.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, height, width = x.shape
-        if x.device.type != "cpu" or height % 2 or width % 2:
+        if x.device.type != "cpu" or height % 2 or width % 2 or not x.is_contiguous(memory_format=torch.channels_last):
             return self._conv_forward(x, self.weight, self.bias)
         half = (self.kernel_size[0] - 1) // 2  # the padding of the plain conv on a phase
         if self.stride[0] == 2:
-            return F.conv2d(x[:, :, ::2, ::2], self.weight, None, 1, half, 1, self.groups)
+            return F.conv2d(pixel_grid(x, 0, 2), self.weight, None, 1, half, 1, self.groups)
         h, w = height // 2, width // 2
         # (n, c, 2h, 2w) -> (4n, c, h, w), phase (row parity, column parity) major; channels stay innermost
         phases = x.permute(0, 2, 3, 1).reshape(n, h, 2, w, 2, c).permute(2, 4, 0, 1, 3, 5).reshape(4 * n, h, w, c)
         out = F.conv2d(phases.permute(0, 3, 1, 2), self.weight, None, 1, half, 1, self.groups)
         out = out.permute(0, 2, 3, 1).reshape(2, 2, n, h, w, c).permute(2, 3, 0, 4, 1, 5).reshape(n, height, width, c)
-        out = out.permute(0, 3, 1, 2)  # channels-last, like the input on the CPU's fast path
-        return out if x.is_contiguous(memory_format=torch.channels_last) else out.contiguous()
+        return out.permute(0, 3, 1, 2)  # channels-last, like the input
 
 
 def _depthwise(c: int, kernel: int, stride: int, padding: int, dilation: int) -> nn.Conv2d:
@@ -140,7 +179,7 @@ class FactorizedReduce(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(pixel_grid(x, 1, 1))], dim=1))
 
 
 def conv_7x1_1x7(c: int, stride: int, affine: bool = True) -> nn.Sequential:

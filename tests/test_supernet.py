@@ -393,3 +393,23 @@ def test_phase_wise_dilated_depthwise_conv_equals_the_plain_one(kernel, stride, 
                                                   for o, i in ((out, x), (ref, ref_x)))
     torch.testing.assert_close(w_grad, ref_w_grad, rtol=1e-4, atol=1e-4)  # summed in another order
     torch.testing.assert_close(x_grad, ref_x_grad, rtol=1e-6, atol=1e-6)
+    assert x_grad.is_contiguous(memory_format=fmt)  # a mixed layout would send the CPU to slow kernels
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_factorized_reduce_gradient_keeps_the_input_layout(channels_last):
+    from pdarts_wild.ops import FactorizedReduce
+
+    torch.manual_seed(0)
+    op = FactorizedReduce(4, 8)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(2, 4, 6, 6).to(memory_format=fmt).requires_grad_()
+    ref_x = x.detach().clone().requires_grad_()
+    relu = F.relu(ref_x)
+    ref = op.bn(torch.cat([op.conv_1(relu), op.conv_2(relu[:, :, 1:, 1:])], dim=1))
+    out = op(x)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    grad = torch.randn_like(ref)
+    (x_grad,), (ref_x_grad,) = torch.autograd.grad(out, [x], grad), torch.autograd.grad(ref, [ref_x], grad)
+    torch.testing.assert_close(x_grad, ref_x_grad, rtol=1e-6, atol=1e-6)
+    assert x_grad.is_contiguous(memory_format=fmt)
