@@ -20,12 +20,6 @@ from .ops import POOLING_OPS, build_op, cell_preprocessing, is_identity
 from .spaces import Candidates, SearchSpace, edge_inputs
 
 
-def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """Interleave ``groups`` channel groups: new channel j*groups + g holds old channel g*(C/groups) + j."""
-    n, c, h, w = x.shape
-    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
-
-
 def _has_state(module: nn.Module) -> bool:
     """True if ``module`` holds parameters or buffers (convolutions, BatchNorm)."""
     return any(True for _ in module.parameters()) or any(True for _ in module.buffers())
@@ -86,11 +80,11 @@ class MixedEdge(nn.Module):
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         if self.partial == 1:
             return self._mixed(x, weights)
-        k = x.shape[1] // self.partial
-        bypass = x[:, k:]
+        # split (not slicing) and F.channel_shuffle keep channels-last in the forward and the backward pass
+        through, bypass = torch.split(x, [self.width, x.shape[1] - self.width], dim=1)
         if self.stride == 2:
             bypass = F.max_pool2d(bypass, 2, 2)
-        return channel_shuffle(torch.cat([self._mixed(x[:, :k], weights), bypass], dim=1), self.partial)
+        return F.channel_shuffle(torch.cat([self._mixed(through, weights), bypass], dim=1), self.partial)
 
     def _mixed(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Ops without parameters or statistics (skip, its dropout, noise) are cheap to keep and would draw their

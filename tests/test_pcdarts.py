@@ -14,7 +14,7 @@ from pdarts_wild.config import ConfigError, resolve_config
 from pdarts_wild.spaces import DARTS_PRIMITIVES, get_space
 from pdarts_wild.strategies.pcdarts import PCDARTS
 from pdarts_wild.strategies.pdarts import PDARTS
-from pdarts_wild.supernet import MixedEdge, Supernet, channel_shuffle
+from pdarts_wild.supernet import MixedEdge, Supernet
 
 SPACE = get_space("darts")
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,9 +27,20 @@ def test_supernet_size_matches_the_authors_k4() -> None:
     assert sum(p.numel() for p in model.arch_parameters()) == 2 * 14 * 8 + 2 * 14
 
 
-def test_channel_shuffle_interleaves_groups() -> None:
-    x = torch.arange(8.0).view(1, 8, 1, 1)
-    assert channel_shuffle(x, 4).flatten().tolist() == [0, 2, 4, 6, 1, 3, 5, 7]
+@pytest.mark.parametrize("stride", [1, 2])
+def test_partial_edge_interleaves_ops_and_bypass_and_keeps_channels_last(stride: int) -> None:
+    """Output channel j*K + g holds channel g*C/K + j of [the ops' part, the bypass] (a channel shuffle); the output
+    and the input's gradient stay channels-last (a mixed layout would send the CPU to slow kernels)."""
+    k, c = 4, 8
+    edge = MixedEdge(("skip_connect",), c, 1, affine=False, skip_dropout=0.0, partial=k) if stride == 1 else \
+        MixedEdge(("max_pool_3x3",), c, 2, affine=False, skip_dropout=0.0, partial=k, pool_bn=False)
+    x = torch.arange(c * 16.0).view(1, c, 4, 4).contiguous(memory_format=torch.channels_last).requires_grad_()
+    out = edge(x, torch.ones(1))
+    pooled = torch.nn.functional.max_pool2d(x.detach(), 2, 2) if stride == 2 else x.detach()
+    assert torch.equal(out[:, 1:4], pooled[:, 2:8:2]) and torch.equal(out[:, 5:8], pooled[:, 3:8:2])
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    out.sum().backward()
+    assert x.grad.is_contiguous(memory_format=torch.channels_last) and not x.grad.is_contiguous()
 
 
 @pytest.mark.parametrize("stride", [1, 2])
