@@ -18,7 +18,8 @@ class Architect:
     First order: the gradient of the validation loss at the current weights. Second order (DARTS'
     ``--unrolled``): the gradient at weights after one virtual SGD step (momentum and weight decay as
     the real optimizer), minus the learning rate times a finite-difference Hessian-vector product.
-    ``forward`` is the module to call for first-order losses (a DDP wrapper averages the gradients).
+    Only the architecture parameters' gradients are computed (the weights' would be thrown away), and
+    averaged over the processes of a distributed run.
     """
 
     def __init__(
@@ -28,25 +29,25 @@ class Architect:
         *,
         unrolled: bool = False,
         grad_clip: float = 0.0,
-        forward: nn.Module | None = None,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
         self.unrolled = unrolled
         self.grad_clip = grad_clip
-        self.forward = forward or model
 
     def step(self, train: Batch, valid: Batch, lr: float, weight_optimizer: torch.optim.SGD) -> float:
         """One architecture update; returns the validation loss it was computed on."""
         self.optimizer.zero_grad(set_to_none=True)
+        alphas = self.model.arch_parameters()
         if self.unrolled:
             # The virtual weights live only inside functional_call: a backward-time recomputation would miss them.
             with self.model.recomputing(False):
                 loss = self._second_order_grads(train, valid, lr, weight_optimizer)
         else:
-            loss = F.cross_entropy(self.forward(valid[0]), valid[1])
-            loss.backward()
-        alphas = self.model.arch_parameters()
+            loss = F.cross_entropy(self.model(valid[0]), valid[1])
+            for a, g in zip(alphas, torch.autograd.grad(loss, alphas)):
+                a.grad = g
+            average_across_ranks([a.grad for a in alphas])
         if self.grad_clip > 0:
             nn.utils.clip_grad_norm_(alphas, self.grad_clip)
         self.optimizer.step()

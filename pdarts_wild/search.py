@@ -190,14 +190,15 @@ class Search:
         self.model = model = model.to(memory_format=self.memory_format)
         self.forward: nn.Module = model
         if self.ddp.world_size > 1:
+            # DDP averages the weights' gradients; the Architect averages the alphas' (they take none in weight steps)
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, model.arch_parameter_names())
             self.forward = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.w_opt = torch.optim.SGD(model.weight_parameters(), lr, momentum=c.momentum, weight_decay=c.weight_decay,
                                      nesterov=c.nesterov)
         self.a_opt = torch.optim.Adam(model.arch_parameters(), c.arch_lr, betas=c.arch_betas,
                                       weight_decay=c.arch_weight_decay)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, epochs, eta_min=c.lr_min)
-        self.architect = Architect(model, self.a_opt, unrolled=c.unrolled, grad_clip=c.arch_grad_clip,
-                                   forward=self.forward)
+        self.architect = Architect(model, self.a_opt, unrolled=c.unrolled, grad_clip=c.arch_grad_clip)
 
     def _checkpoint(self, state: dict[str, Any]) -> dict[str, Any]:
         """Loop state and RNG; mid-stage also the supernet and optimizers (a new stage starts afresh)."""
@@ -355,7 +356,8 @@ class Search:
                 break
             arch_loss = self.architect.step((x, y), next(arch_batches), lr, self.w_opt) if train_arch else 0.0
             self.w_opt.zero_grad(set_to_none=True)
-            logits = self.forward(x)
+            with self.model.architecture_fixed():
+                logits = self.forward(x)
             loss = F.cross_entropy(logits, y)
             loss.backward()
             nn.utils.clip_grad_norm_(self.w_opt.param_groups[0]["params"], c.grad_clip)  # the weights it steps

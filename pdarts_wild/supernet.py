@@ -367,6 +367,25 @@ class Supernet(nn.Module):
         finally:
             self.set_recompute(saved)
 
+    @contextmanager
+    def architecture_fixed(self) -> Iterator[None]:
+        """Forward passes inside the block take no gradient for the architecture parameters: a weight step's
+        backward pass then skips that work (the softmax weights' gradients, one product per op and edge)."""
+        arch = self.arch_parameters()
+        saved = [p.requires_grad for p in arch]
+        for p in arch:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p, flag in zip(arch, saved):
+                p.requires_grad_(flag)
+
+    def arch_parameter_names(self) -> list[str]:
+        """Qualified names of :meth:`arch_parameters` (a DDP wrapper leaves them to the Architect)."""
+        arch = {id(p) for p in self.arch_parameters()}
+        return [n for n, p in self.named_parameters() if id(p) in arch]
+
     def set_drop_path(self, p: float) -> None:
         """Set the drop-path rate on every mixed-edge output (RobustDARTS' search regularisation; 0 = off)."""
         for cell in self.search_cells():

@@ -340,6 +340,30 @@ def test_unrolled_architecture_gradient_matches_the_exact_hypergradient():
     assert _rel(first.grads, exact) > 10 * tolerance
 
 
+def test_each_step_computes_only_the_gradients_it_uses():
+    """First-order architecture step: the alphas' gradient (as a full backward pass gives it), none for the
+    weights; weight step with the architecture fixed: the same weight gradients, none for the alphas."""
+    torch.manual_seed(0)
+    model = _smooth_tiny_supernet()
+    train, valid = [(torch.randn(4, 3, 8, 8, dtype=torch.float64), torch.randint(0, 10, (4,))) for _ in range(2)]
+    alphas, weights = model.arch_parameters(), list(model.weight_parameters())
+    full = torch.autograd.grad(F.cross_entropy(model(valid[0]), valid[1]), alphas)
+    recorder = _Recorder(alphas)
+    Architect(model, recorder).step(train, valid, 0.1, torch.optim.SGD(weights, lr=0.1))
+    torch.testing.assert_close(_flat(recorder.grads), _flat(full), rtol=1e-12, atol=1e-15)
+    assert all(w.grad is None for w in weights)
+
+    expected = torch.autograd.grad(F.cross_entropy(model(train[0]), train[1]), weights)
+    for a in alphas:
+        a.grad = None
+    with model.architecture_fixed():
+        loss = F.cross_entropy(model(train[0]), train[1])
+    assert all(a.requires_grad for a in alphas)  # restored on leaving the block
+    loss.backward()
+    torch.testing.assert_close(_flat([w.grad for w in weights]), _flat(expected), rtol=1e-12, atol=1e-15)
+    assert all(a.grad is None for a in alphas)
+
+
 @pytest.mark.parametrize("space, options", [
     ("darts", {"skip_dropout": 0.3}), ("s4", {}), ("darts", {"partial_channels": 2, "edge_normalization": True}),
     ("nb201", {}),

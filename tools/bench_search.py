@@ -4,7 +4,9 @@
 One search step is what tools/search.py does per batch: a first-order architecture step on a
 validation batch (forward, backward, Adam step on the alphas), then a weight step on a training
 batch (forward, backward, gradient clipping, SGD step), with the optimizers and hyper-parameters of
-the config's algorithm (pdarts_wild.config). "ours" is pdarts_wild.supernet.Supernet in its default
+the config's algorithm (pdarts_wild.config). Ours computes only the gradients each step uses (the
+alphas' in the architecture step, the weights' in the weight step); the baseline, as the original
+code, computes all of them in both backward passes. "ours" is pdarts_wild.supernet.Supernet in its default
 layout for the device (channels-last on CPU, contiguous NCHW on CUDA, as the search); "baseline" is
 benchmarks.baseline_supernet.BaselineSupernet in plain NCHW: one module per op and edge, ``none``
 included (x * 0), every op computed and summed, plain nn.Conv2d, as the original DARTS / P-DARTS /
@@ -162,25 +164,43 @@ def build_model(name: str, variant: str, settings: Settings, device: torch.devic
 
 
 class SearchStep:
-    """One step of tools/search.py: Architect.step (first order) on the valid batch, then the weight step."""
+    """Ours: one step of tools/search.py. Architect.step (first order: the alphas' gradients only) on the
+    valid batch, then the weight step with the architecture fixed (no alpha gradients)."""
 
     def __init__(self, model: nn.Module, config: SearchConfig) -> None:
         self.model = model
         self.lr = config.lr
         self.grad_clip = config.grad_clip
+        self.arch_grad_clip = config.arch_grad_clip
         self.w_opt = torch.optim.SGD(model.weight_parameters(), config.lr, momentum=config.momentum,
                                      weight_decay=config.weight_decay)
-        a_opt = torch.optim.Adam(model.arch_parameters(), config.arch_lr, betas=config.arch_betas,
-                                 weight_decay=config.arch_weight_decay)
-        self.architect = Architect(model, a_opt, unrolled=False, grad_clip=config.arch_grad_clip)  # type: ignore[arg-type]
+        self.a_opt = torch.optim.Adam(model.arch_parameters(), config.arch_lr, betas=config.arch_betas,
+                                      weight_decay=config.arch_weight_decay)
+        self.architect = Architect(model, self.a_opt, grad_clip=self.arch_grad_clip)  # type: ignore[arg-type]
 
     def __call__(self, train: tuple[torch.Tensor, torch.Tensor], valid: tuple[torch.Tensor, torch.Tensor]) -> None:
         self.architect.step(train, valid, self.lr, self.w_opt)
+        with self.model.architecture_fixed():
+            self.weight_step(train)
+
+    def weight_step(self, train: tuple[torch.Tensor, torch.Tensor]) -> None:
         self.w_opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self.model(train[0]), train[1])
-        loss.backward()
+        F.cross_entropy(self.model(train[0]), train[1]).backward()
         nn.utils.clip_grad_norm_(self.w_opt.param_groups[0]["params"], self.grad_clip)
         self.w_opt.step()
+
+
+class OriginalSearchStep(SearchStep):
+    """The baseline: the same step as the original DARTS code takes it, each backward pass computing every
+    gradient (the weights' in the architecture step, the alphas' in the weight step) and dropping half."""
+
+    def __call__(self, train: tuple[torch.Tensor, torch.Tensor], valid: tuple[torch.Tensor, torch.Tensor]) -> None:
+        self.a_opt.zero_grad(set_to_none=True)
+        F.cross_entropy(self.model(valid[0]), valid[1]).backward()
+        if self.arch_grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.arch_parameters(), self.arch_grad_clip)
+        self.a_opt.step()
+        self.weight_step(train)
 
 
 # ------------------------------------------------------------------------------------------ checking
@@ -258,7 +278,7 @@ def measure(name: str, variant: str, settings: Settings) -> dict[str, float]:
     torch.set_num_threads(settings.threads)
     device = torch.device(settings.device)
     model = build_model(name, variant, settings, device)
-    step = SearchStep(model, search_config(name))
+    step = (SearchStep if variant == "ours" else OriginalSearchStep)(model, search_config(name))
     train, valid = batches(settings, device, memory_format(variant, device))
     return timed_steps(lambda: step(train, valid), device, settings.warmup, settings.steps, settings.batch,
                        f"{name} {variant}")
