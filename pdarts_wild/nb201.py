@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .genotype import GenotypeError
-from .ops import ReLUConvBN, build_op
+from .ops import GlobalAvgPool, ReLUConvBN, build_op
 from .spaces import SPACES
 
 NB201_OPS = SPACES["nb201"].primitives
@@ -128,7 +128,7 @@ class NetworkNB201(nn.Module):
             blocks += [NB201Cell(arch, channels) for _ in range(layers)]
         self.cells = nn.Sequential(*blocks)
         self.lastact = nn.Sequential(nn.BatchNorm2d(4 * C), nn.ReLU(inplace=True))
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.global_pooling = GlobalAvgPool()
         self.classifier = nn.Linear(4 * C, num_classes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .genotype import Genotype, Pair
-from .ops import build_op, cell_preprocessing, is_identity
+from .ops import GlobalAvgPool, build_op, cell_preprocessing, is_identity
 from .zoo import resolve_genotype
 
 
@@ -197,7 +197,7 @@ class CellNetwork(nn.Module):
         if auxiliary:
             c_aux = self.cell_channels[self.aux_cell_index]
             self.auxiliary_head = AuxiliaryHead(c_aux, num_classes, aux_pool_stride, aux_bn)
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.global_pooling = GlobalAvgPool()
         self.classifier = classifier_layer(self.cell_channels[-1], num_classes)
 
     def cell_outputs(self, x: torch.Tensor, indices: list[int]) -> list[torch.Tensor]:

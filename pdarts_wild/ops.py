@@ -49,7 +49,7 @@ class _PixelGrid(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, start: int, step: int) -> torch.Tensor:
         ctx.shape, ctx.index = x.shape, (slice(None), slice(None), slice(start, None, step), slice(start, None, step))
-        ctx.memory_format = torch.channels_last if _channels_last(x) else torch.contiguous_format
+        ctx.memory_format = memory_format_of(x)
         return x[ctx.index]
 
     @staticmethod
@@ -59,9 +59,12 @@ class _PixelGrid(torch.autograd.Function):
         return out, None, None
 
 
-def _channels_last(x: torch.Tensor) -> bool:
-    """True for a 4-d tensor laid out channels-last (and not also NCHW-contiguous, as with one channel)."""
-    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """``torch.channels_last`` for a 4-d tensor laid out so (and not also NCHW-contiguous, as with one channel),
+    else ``torch.contiguous_format``."""
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def pixel_grid(x: torch.Tensor, start: int, step: int) -> torch.Tensor:
@@ -75,6 +78,14 @@ def pixel_grid(x: torch.Tensor, start: int, step: int) -> torch.Tensor:
 @torch.jit.unused
 def _pixel_grid_keeping_layout(x: torch.Tensor, start: int, step: int) -> torch.Tensor:
     return _PixelGrid.apply(x, start, step)
+
+
+class GlobalAvgPool(nn.Module):
+    """The mean over the whole map, (N, C, 1, 1): ``nn.AdaptiveAvgPool2d(1)`` computed as an average pool of
+    the map's size, whose gradient keeps channels-last (the adaptive pool's, a mean's, comes back NCHW)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(x, x.shape[-2:])
 
 
 class ReLUConvBN(nn.Module):

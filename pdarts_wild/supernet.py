@@ -16,7 +16,7 @@ from torch.utils.checkpoint import checkpoint
 from torchvision.ops import stochastic_depth
 
 from .nb201 import ResidualReduction
-from .ops import POOLING_OPS, build_op, cell_preprocessing, is_identity
+from .ops import POOLING_OPS, GlobalAvgPool, build_op, cell_preprocessing, is_identity, memory_format_of
 from .spaces import Candidates, SearchSpace, edge_inputs
 
 
@@ -80,8 +80,10 @@ class MixedEdge(nn.Module):
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         if self.partial == 1:
             return self._mixed(x, weights)
-        # split (not slicing) and F.channel_shuffle keep channels-last in the forward and the backward pass
+        # split (not slicing) and F.channel_shuffle keep channels-last in the forward and the backward pass;
+        # the ops' part is made dense once, not by each op
         through, bypass = torch.split(x, [self.width, x.shape[1] - self.width], dim=1)
+        through = through.contiguous(memory_format=memory_format_of(x))
         if self.stride == 2:
             bypass = F.max_pool2d(bypass, 2, 2)
         return F.channel_shuffle(torch.cat([self._mixed(through, weights), bypass], dim=1), self.partial)
@@ -242,7 +244,7 @@ class Supernet(nn.Module):
             c_out = self._build_nb201(in_chans, channels, layers, affine, skip_dropout, partial_channels)
         else:
             c_out = self._build_darts(in_chans, channels, layers, stem_multiplier, affine, skip_dropout, partial_channels)
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.global_pooling = GlobalAvgPool()
         self.classifier = nn.Linear(c_out, num_classes)
         n_ops = len(space.primitives)
         self.alphas = nn.ParameterDict(

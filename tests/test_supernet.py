@@ -437,3 +437,32 @@ def test_factorized_reduce_gradient_keeps_the_input_layout(channels_last):
     (x_grad,), (ref_x_grad,) = torch.autograd.grad(out, [x], grad), torch.autograd.grad(ref, [ref_x], grad)
     torch.testing.assert_close(x_grad, ref_x_grad, rtol=1e-6, atol=1e-6)
     assert x_grad.is_contiguous(memory_format=fmt)
+
+
+@pytest.mark.parametrize("options", [{}, {"partial_channels": 4, "edge_normalization": True}])
+def test_channels_last_backward_pass_stays_channels_last(options):
+    """Every cell output's gradient is channels-last, like the output: a gradient in another layout (global
+    pooling, strided picks, channel slices) would send the rest of the CPU backward pass to slow kernels."""
+    torch.manual_seed(0)
+    model = Supernet(SPACE, SPACE.initial_candidates(), 10, 8, 3, **options).to(memory_format=torch.channels_last)
+    layouts: list[bool] = []
+
+    def track(module, inputs, output):
+        layouts.append(output.is_contiguous(memory_format=torch.channels_last))
+        output.register_hook(lambda g: layouts.append(g.is_contiguous(memory_format=torch.channels_last)))
+
+    for cell in model.cells:
+        cell.register_forward_hook(track)
+    x = torch.randn(2, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    F.cross_entropy(model(x), torch.tensor([1, 2])).backward()
+    assert len(layouts) == 2 * len(model.cells) and all(layouts)
+
+
+def test_global_average_pool_equals_adaptive_pooling_and_keeps_channels_last():
+    from pdarts_wild.ops import GlobalAvgPool
+
+    x = torch.randn(2, 4, 5, 6).contiguous(memory_format=torch.channels_last).requires_grad_()
+    out = GlobalAvgPool()(x)
+    torch.testing.assert_close(out, F.adaptive_avg_pool2d(x, 1), rtol=1e-6, atol=1e-7)
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    assert grad.is_contiguous(memory_format=torch.channels_last) and not grad.is_contiguous()
