@@ -18,8 +18,9 @@ class Architect:
     First order: the gradient of the validation loss at the current weights. Second order (DARTS'
     ``--unrolled``): the gradient at weights after one virtual SGD step (momentum and weight decay as
     the real optimizer), minus the learning rate times a finite-difference Hessian-vector product.
-    Only the architecture parameters' gradients are computed (the weights' would be thrown away), and
-    averaged over the processes of a distributed run.
+    Only the architecture parameters' gradients are computed (the weights' would be thrown away: their
+    forward pass runs with the weights fixed, which also keeps less for the backward pass), and averaged
+    over the processes of a distributed run.
     """
 
     def __init__(
@@ -44,9 +45,9 @@ class Architect:
             with self.model.recomputing(False):
                 loss = self._second_order_grads(train, valid, lr, weight_optimizer)
         else:
-            loss = F.cross_entropy(self.model(valid[0]), valid[1])
-            for a, g in zip(alphas, torch.autograd.grad(loss, alphas)):
-                a.grad = g
+            with self.model.gradients_only_for(alphas):
+                loss = F.cross_entropy(self.model(valid[0]), valid[1])
+                loss.backward()
             average_across_ranks([a.grad for a in alphas])
         if self.grad_clip > 0:
             nn.utils.clip_grad_norm_(alphas, self.grad_clip)

@@ -356,10 +356,10 @@ class Search:
                 break
             arch_loss = self.architect.step((x, y), next(arch_batches), lr, self.w_opt) if train_arch else 0.0
             self.w_opt.zero_grad(set_to_none=True)
-            with self.model.architecture_fixed():
+            with self.model.gradients_only_for(self.model.weight_parameters()):
                 logits = self.forward(x)
-            loss = F.cross_entropy(logits, y)
-            loss.backward()
+                loss = F.cross_entropy(logits, y)
+                loss.backward()
             nn.utils.clip_grad_norm_(self.w_opt.param_groups[0]["params"], c.grad_clip)  # the weights it steps
             self.w_opt.step()
             n = y.numel()

@@ -7,7 +7,7 @@ change how the supernet is used (which ops it holds, which parameters train), ne
 from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
-from typing import Callable, ContextManager, Iterator
+from typing import Callable, ContextManager, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -370,18 +370,20 @@ class Supernet(nn.Module):
             self.set_recompute(saved)
 
     @contextmanager
-    def architecture_fixed(self) -> Iterator[None]:
-        """Forward passes inside the block take no gradient for the architecture parameters: a weight step's
-        backward pass then skips that work (the softmax weights' gradients, one product per op and edge)."""
-        arch = self.arch_parameters()
-        saved = [p.requires_grad for p in arch]
-        for p in arch:
+    def gradients_only_for(self, params: Iterable[nn.Parameter]) -> Iterator[None]:
+        """Gradients for ``params`` only: the backward pass neither computes nor keeps for later what the other
+        parameters' gradients would need (an architecture step needs no weight gradients, a weight step no
+        alpha gradients). Run the forward and the backward pass inside the block: recomputation replays the
+        forward pass in the backward pass, and must see the same parameters fixed."""
+        keep = {id(p) for p in params}
+        fixed = [p for p in self.parameters() if p.requires_grad and id(p) not in keep]
+        for p in fixed:
             p.requires_grad_(False)
         try:
             yield
         finally:
-            for p, flag in zip(arch, saved):
-                p.requires_grad_(flag)
+            for p in fixed:
+                p.requires_grad_(True)
 
     def arch_parameter_names(self) -> list[str]:
         """Qualified names of :meth:`arch_parameters` (a DDP wrapper leaves them to the Architect)."""

@@ -180,7 +180,7 @@ class SearchStep:
 
     def __call__(self, train: tuple[torch.Tensor, torch.Tensor], valid: tuple[torch.Tensor, torch.Tensor]) -> None:
         self.architect.step(train, valid, self.lr, self.w_opt)
-        with self.model.architecture_fixed():
+        with self.model.gradients_only_for(self.model.weight_parameters()):
             self.weight_step(train)
 
     def weight_step(self, train: tuple[torch.Tensor, torch.Tensor]) -> None:
