@@ -16,7 +16,15 @@ from torch.utils.checkpoint import checkpoint
 from torchvision.ops import stochastic_depth
 
 from .nb201 import ResidualReduction
-from .ops import POOLING_OPS, GlobalAvgPool, build_op, cell_preprocessing, is_identity, memory_format_of
+from .ops import (
+    POOLING_OPS,
+    GlobalAvgPool,
+    UniformMaskDropout,
+    build_op,
+    cell_preprocessing,
+    is_identity,
+    memory_format_of,
+)
 from .spaces import Candidates, SearchSpace, edge_inputs
 
 
@@ -58,7 +66,7 @@ class MixedEdge(nn.Module):
         if name in POOLING_OPS and self.pool_bn:
             return nn.Sequential(op, nn.BatchNorm2d(self.width, affine=self.affine))
         if is_identity(op) and self.skip_dropout > 0:
-            return nn.Sequential(op, nn.Dropout(self.skip_dropout))
+            return nn.Sequential(op, UniformMaskDropout(self.skip_dropout))
         return op
 
     def add_op(self, op_names: tuple[str, ...], name: str) -> None:

@@ -234,6 +234,22 @@ def test_skip_dropout_acts_in_train_mode_only():
     torch.testing.assert_close(edge.eval()(x, torch.tensor([1.0])), x)
 
 
+@pytest.mark.parametrize("p", [0.3, 0.7])
+def test_skip_dropout_keeps_1_minus_p_of_the_elements_scaled_and_passes_gradients_through_them(p):
+    from pdarts_wild.ops import UniformMaskDropout
+
+    torch.manual_seed(0)
+    x = torch.full((64, 16, 32, 32), 3.0).contiguous(memory_format=torch.channels_last).requires_grad_()
+    out = UniformMaskDropout(p).train()(x)
+    kept = out != 0
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.003  # 1M draws: standard error < 0.0005
+    torch.testing.assert_close(out[kept], torch.full_like(out[kept], 3.0 / (1 - p)))
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    torch.testing.assert_close(grad, kept.float() / (1 - p))
+    assert torch.equal(UniformMaskDropout(1.0).train()(x), torch.zeros_like(x))
+
+
 # --------------------------------------------------------------------------- unrolled architecture step
 
 

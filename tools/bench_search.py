@@ -23,7 +23,8 @@ The stage-2/3 op sets are fixed stand-ins for what pruning keeps (the same on ev
 
 Before timing, each config is checked side by side in one process: ours, and the baseline built
 from it by baseline_from() (identical weights, alphas set to N(0, 1) so that the op weights differ),
-on the same batch and the same dropout seed, both in ours' layout, in float32: the loss and every
+on the same batch and the same dropout seed (the baseline's dropout drawing its masks as ours,
+UniformMaskDropout, for the check only), both in ours' layout, in float32: the loss and every
 gradient (weights, alphas, betas) must agree within 1e-5, else the tool stops with exit code 1. If
 float32 misses 1e-5, the check is repeated in float64 and the table says so.
 
@@ -73,6 +74,7 @@ from pdarts_wild.architect import Architect
 from pdarts_wild.config import SearchConfig, resolve_config
 from pdarts_wild.search import run_tool
 from pdarts_wild.spaces import CELL_TYPES, DARTS_PRIMITIVES, get_space
+from pdarts_wild.ops import UniformMaskDropout
 from pdarts_wild.supernet import Supernet
 
 TOLERANCE = 1e-5
@@ -255,6 +257,7 @@ def check_config(name: str, settings: Settings) -> dict[str, Any]:
             for p in ours.arch_parameters():
                 p.copy_(torch.randn(p.shape, generator=gen, dtype=dtype))
         baseline = baseline_from(ours).to(memory_format=fmt)
+        draw_dropout_masks_as_ours(baseline)
         train, _ = batches(settings, device, fmt, dtype)
         loss_diff, grad_diff = compare(ours, baseline, train, settings.seed + 3)
         result = {"dtype": str(dtype).removeprefix("torch."), "memory_format": _format_name(fmt),
@@ -264,6 +267,16 @@ def check_config(name: str, settings: Settings) -> dict[str, Any]:
             return result
     raise CheckFailed(f"{name}: ours and the baseline disagree even in float64: loss difference {loss_diff:.3g}, "
                       f"max |gradient difference| {grad_diff:.3g} > {TOLERANCE:g}")
+
+
+def draw_dropout_masks_as_ours(baseline: BaselineSupernet) -> None:
+    """For the check only: the baseline's skip dropouts (nn.Dropout) draw their masks as ours do
+    (UniformMaskDropout: the same distribution from other random numbers), so that with one seed both drop
+    the same elements. Timing runs the baseline with nn.Dropout, as the original code."""
+    for module in baseline.modules():
+        for name, child in module.named_children():
+            if type(child) is nn.Dropout:
+                setattr(module, name, UniformMaskDropout(child.p))
 
 
 def _format_name(fmt: torch.memory_format) -> str:
