@@ -27,11 +27,12 @@ from torch import nn
 from pdarts_wild.checkpoints import our_key_layout
 from pdarts_wild.genotype import Genotype
 from pdarts_wild.networks import CellNetwork, NetworkCIFAR, NetworkImageNet, classifier_layer
-from pdarts_wild.ops import DilatedDepthwiseConv2d, pixel_grid
+from pdarts_wild.ops import DilatedDepthwiseConv2d, gradient_in_layout_of, pixel_grid
 
-# Both branch on their input (size, layout, autograd): FX feature extraction keeps them whole, as leaves.
+# These branch on their input (size, layout, autograd): FX feature extraction keeps them whole, as leaves.
 register_notrace_module(DilatedDepthwiseConv2d)
 register_notrace_function(pixel_grid)
+register_notrace_function(gradient_in_layout_of)
 
 __all__ = [
     "TimmCellNetwork", "TimmNetworkCIFAR", "TimmNetworkImageNet", "checkpoint_filter_fn",
@@ -107,7 +108,7 @@ class TimmCellNetwork(CellNetwork):
             module.to(dtype=dtype).train(self.training)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.head_drop(self.global_pooling(x))
+        x = self.head_drop(self.global_pooling(gradient_in_layout_of(x)))
         return x if pre_logits else self.classifier(x)
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:

@@ -80,6 +80,32 @@ def _pixel_grid_keeping_layout(x: torch.Tensor, start: int, step: int) -> torch.
     return _PixelGrid.apply(x, start, step)
 
 
+class _GradientInLayout(torch.autograd.Function):
+    """The identity; the gradient coming back is copied into the input's memory layout."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        ctx.memory_format = memory_format_of(x)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous(memory_format=ctx.memory_format)
+
+
+def gradient_in_layout_of(x: torch.Tensor) -> torch.Tensor:
+    """``x``, whose gradient will have ``x``'s layout: put before an op from elsewhere whose backward returns
+    NCHW (timm's global pooling is a mean), so that a channels-last backward pass stays channels-last."""
+    if not torch.jit.is_scripting() and torch.is_grad_enabled() and x.requires_grad:
+        return _gradient_in_layout(x)
+    return x
+
+
+@torch.jit.unused
+def _gradient_in_layout(x: torch.Tensor) -> torch.Tensor:
+    return _GradientInLayout.apply(x)
+
+
 class UniformMaskDropout(nn.Dropout):
     """``nn.Dropout`` whose mask keeps an element where a uniform draw in [0, 1) is at least ``p``: the same
     distribution (keep with probability 1 - p, kept elements scaled by 1 / (1 - p)) from other random

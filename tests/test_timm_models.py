@@ -329,3 +329,16 @@ def test_own_training_checkpoint_loads_and_new_classes_drop_the_classifiers(tmp_
     for key, value in other.state_dict().items():
         if "classifier" not in key:
             assert torch.equal(value, source.state_dict()[key]), key
+
+
+def test_channels_last_training_gradient_stays_channels_last_through_timms_pooling() -> None:
+    """timm's global pooling is a mean, whose backward returns NCHW: the head hands the cells a channels-last
+    gradient (a mixed layout would send the rest of the CPU backward pass to slow kernels)."""
+    model = tiny("pdarts_c10").to(memory_format=torch.channels_last).train()
+    seen: list[bool] = []
+    model.cells[-1].register_full_backward_hook(
+        lambda module, grad_in, grad_out: seen.append(grad_out[0].is_contiguous(memory_format=torch.channels_last)))
+    x = torch.randn(2, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    logits, aux = model(x)
+    (logits.sum() + aux.sum()).backward()
+    assert seen == [True]
