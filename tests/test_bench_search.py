@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -157,6 +160,51 @@ def test_measure_times_a_search_step() -> None:
     assert set(result) == {"step_ms", "img_per_s", "peak_mb"}
     assert result["step_ms"] > 0 and result["peak_mb"] > 0
     assert result["img_per_s"] == pytest.approx(TINY.batch / (result["step_ms"] / 1000))
+
+
+def _children(pid: int) -> list[int]:
+    """Live (not zombie) processes whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_measuring_child_dies_with_a_terminated_benchmark() -> None:
+    code = f"import sys, time; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.measure import in_child; in_child('x', time.sleep, 120)"
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not _children(parent.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2)  # the pool's initializer runs once the child is up; give it the moment
+        children = _children(parent.pid)
+        assert children, "no measuring child started"
+        parent.terminate()
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while any(_alive(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(c) for c in children)
+    finally:
+        parent.kill()
+        for child in children:  # if the test failed: no orphan left behind
+            if _alive(child):
+                os.kill(child, signal.SIGKILL)
 
 
 def test_tool_writes_the_documented_json(tmp_path: Path) -> None:
