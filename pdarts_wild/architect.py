@@ -48,7 +48,7 @@ class Architect:
             with self.model.gradients_only_for(alphas):
                 loss = F.cross_entropy(self.model(valid[0]), valid[1])
                 loss.backward()
-            average_across_ranks([a.grad for a in alphas])
+        average_across_ranks([a.grad for a in alphas])
         if self.grad_clip > 0:
             nn.utils.clip_grad_norm_(alphas, self.grad_clip)
         self.optimizer.step()
@@ -80,7 +80,6 @@ class Architect:
         grad_minus = torch.autograd.grad(loss_at(minus, train), alphas)
         for a, g, gp, gm in zip(alphas, alpha_grads, grad_plus, grad_minus):
             a.grad = g - lr * (gp - gm) / (2 * eps)
-        average_across_ranks([a.grad for a in alphas])
         return valid_loss.detach()
 
     @staticmethod
