@@ -18,6 +18,7 @@ from torchvision.ops import stochastic_depth
 from .nb201 import ResidualReduction
 from .ops import (
     POOLING_OPS,
+    BatchNorm2d,
     GlobalAvgPool,
     UniformMaskDropout,
     build_op,
@@ -64,7 +65,7 @@ class MixedEdge(nn.Module):
     def _build(self, name: str) -> nn.Module:
         op = build_op(name, self.width, self.stride, self.affine)
         if name in POOLING_OPS and self.pool_bn:
-            return nn.Sequential(op, nn.BatchNorm2d(self.width, affine=self.affine))
+            return nn.Sequential(op, BatchNorm2d(self.width, affine=self.affine))
         if is_identity(op) and self.skip_dropout > 0:
             return nn.Sequential(op, UniformMaskDropout(self.skip_dropout))
         return op

@@ -454,6 +454,33 @@ def test_factorized_reduce_gradient_keeps_the_input_layout(channels_last):
     assert x_grad.is_contiguous(memory_format=fmt)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+@pytest.mark.parametrize("channels", [4, 8])  # 4: normalised in NCHW on the CPU, 8: channels-last
+def test_op_batch_norm_equals_nn_batch_norm_and_keeps_channels_last(channels):
+    from pdarts_wild.ops import BatchNorm2d
+
+    torch.manual_seed(0)
+    ours, ref = BatchNorm2d(channels), nn.BatchNorm2d(channels)
+    with torch.no_grad():
+        for module in (ours, ref):
+            module.weight.copy_(torch.linspace(0.5, 2.0, channels))
+            module.bias.copy_(torch.linspace(-1.0, 1.0, channels))
+    x = (3 * torch.randn(4, channels, 6, 6) + 1).to(memory_format=torch.channels_last).requires_grad_()
+    out, ref_out = ours(x), ref(x)
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    for name, buffer in ref.named_buffers():
+        torch.testing.assert_close(getattr(ours, name), buffer, rtol=1e-6, atol=1e-6)
+    grad = torch.randn_like(out)
+    grads = torch.autograd.grad(out, [x, ours.weight, ours.bias], grad)
+    ref_grads = torch.autograd.grad(ref_out, [x, ref.weight, ref.bias], grad)
+    for g, ref_g in zip(grads, ref_grads):
+        torch.testing.assert_close(g, ref_g, rtol=1e-5, atol=1e-5)
+    assert grads[0].is_contiguous(memory_format=torch.channels_last)
+    scripted = torch.jit.script(nn.Sequential(ours).eval())  # TorchScript gets a plain nn.BatchNorm2d
+    torch.testing.assert_close(scripted(x.detach()), ref.eval()(x.detach()), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("options", [{}, {"partial_channels": 4, "edge_normalization": True}])
 def test_channels_last_backward_pass_stays_channels_last(options):
     """Every cell output's gradient is channels-last, like the output: a gradient in another layout (global
