@@ -250,6 +250,20 @@ def test_skip_dropout_keeps_1_minus_p_of_the_elements_scaled_and_passes_gradient
     assert torch.equal(UniformMaskDropout(1.0).train()(x), torch.zeros_like(x))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dropout_mask_has_the_input_layout_and_dtype(dtype):
+    from pdarts_wild.ops import dropout_mask
+
+    torch.manual_seed(0)
+    channels_last = torch.empty(8, 6, 10, 10, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    strided = torch.empty(8, 6, 10, 21, dtype=dtype)[..., ::2]  # not dense, an odd number of elements
+    for x, strides in ((channels_last, channels_last.stride()), (strided, strided.contiguous().stride())):
+        mask = dropout_mask(x, 0.5)
+        assert mask.shape == x.shape and mask.stride() == strides and mask.dtype == dtype
+        assert set(mask.unique().tolist()) == {0.0, 2.0}
+    assert dropout_mask(torch.empty(100_000), 0.0).min() == 1.0  # p = 0 keeps every element
+
+
 # --------------------------------------------------------------------------- unrolled architecture step
 
 
