@@ -27,9 +27,10 @@ from torch import nn
 from pdarts_wild.checkpoints import our_key_layout
 from pdarts_wild.genotype import Genotype
 from pdarts_wild.networks import CellNetwork, NetworkCIFAR, NetworkImageNet, classifier_layer
-from pdarts_wild.ops import BatchNorm2d, DilatedDepthwiseConv2d, gradient_in_layout_of, pixel_grid
+from pdarts_wild.ops import AvgPool3x3, BatchNorm2d, DilatedDepthwiseConv2d, gradient_in_layout_of, pixel_grid
 
 # These branch on their input (size, layout, autograd): FX feature extraction keeps them whole, as leaves.
+register_notrace_module(AvgPool3x3)
 register_notrace_module(BatchNorm2d)
 register_notrace_module(DilatedDepthwiseConv2d)
 register_notrace_function(pixel_grid)

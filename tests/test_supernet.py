@@ -449,6 +449,25 @@ def test_phase_wise_dilated_depthwise_conv_equals_the_plain_one(kernel, stride, 
     assert x_grad.is_contiguous(memory_format=fmt)  # a mixed layout would send the CPU to slow kernels
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("size", [8, 7])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_avg_pool_3x3_equals_the_pool(stride, size, channels_last):
+    from pdarts_wild.ops import AvgPool3x3
+
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(3, 4, size, size).to(memory_format=fmt).requires_grad_()
+    ref_x = x.detach().clone().requires_grad_()
+    out, ref = AvgPool3x3(stride)(x), F.avg_pool2d(ref_x, 3, stride, 1, count_include_pad=False)
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
+    assert out.is_contiguous(memory_format=fmt)
+    grad = torch.randn_like(ref)
+    (x_grad,), (ref_x_grad,) = torch.autograd.grad(out, [x], grad), torch.autograd.grad(ref, [ref_x], grad)
+    torch.testing.assert_close(x_grad, ref_x_grad, rtol=1e-6, atol=1e-6)
+    assert x_grad.is_contiguous(memory_format=fmt)
+
+
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_factorized_reduce_gradient_keeps_the_input_layout(channels_last):
     from pdarts_wild.ops import FactorizedReduce
