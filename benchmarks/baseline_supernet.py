@@ -75,7 +75,7 @@ def _plain(m: nn.Module) -> nn.Module | None:
     if isinstance(m, AvgPool3x3):
         return nn.AvgPool2d(3, m.stride, 1, count_include_pad=False)
     if isinstance(m, BatchNorm2d):
-        return nn.BatchNorm2d(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats)
+        return m.plain()
     return None
 
 

@@ -122,13 +122,16 @@ class BatchNorm2d(nn.BatchNorm2d):
             return super().forward(x)
         return _relayout(super().forward(_relayout(x, torch.contiguous_format)), torch.channels_last)
 
-    def __prepare_scriptable__(self) -> nn.BatchNorm2d:
-        """For ``torch.jit.script``, which knows no ``super()``: a plain ``nn.BatchNorm2d`` holding the same
-        parameters and statistics."""
+    def plain(self) -> nn.BatchNorm2d:
+        """A plain ``nn.BatchNorm2d`` holding the same parameters and statistics."""
         plain = nn.BatchNorm2d(self.num_features, self.eps, self.momentum, self.affine, self.track_running_stats)
         for name, tensor in [*self.named_parameters(recurse=False), *self.named_buffers(recurse=False)]:
             setattr(plain, name, tensor)
         return plain.train(self.training)
+
+    def __prepare_scriptable__(self) -> nn.BatchNorm2d:
+        """For ``torch.jit.script``, which knows no ``super()``: :meth:`plain`."""
+        return self.plain()
 
 
 class UniformMaskDropout(nn.Dropout):
