@@ -72,9 +72,9 @@ from benchmarks.measure import (
 )
 from pdarts_wild.architect import Architect
 from pdarts_wild.config import SearchConfig, resolve_config
+from pdarts_wild.ops import UniformMaskDropout
 from pdarts_wild.search import run_tool
 from pdarts_wild.spaces import CELL_TYPES, DARTS_PRIMITIVES, get_space
-from pdarts_wild.ops import UniformMaskDropout
 from pdarts_wild.supernet import Supernet
 
 TOLERANCE = 1e-5
