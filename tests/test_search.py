@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -70,12 +71,17 @@ def test_pdarts_stages_prune_ops_and_limit_skips(pdarts_run: Path) -> None:
         assert op in record["alphas"]["reduce"][edge_of[(k // 2, j)]]
 
 
-def test_pdarts_loss_goes_down(pdarts_run: Path) -> None:
-    """The weights learn: over 6 tiny epochs on digits the training loss drops clearly."""
+def test_pdarts_history_has_a_finite_record_per_epoch(pdarts_run: Path) -> None:
+    """Two epochs in each of the three stages, each with finite losses. (Whether the weights learn is
+    test_supernet's fixed-batch test: each stage starts from fresh weights, and two epochs of 64 digits
+    are too few for the loss to fall by more than its noise.)"""
     state = __import__("torch").load(pdarts_run / "checkpoint.pt", weights_only=True)
-    losses = [h["train_loss"] for h in state["history"]]
-    assert len(losses) == 6
-    assert min(losses[-2:]) < losses[0] - 0.05
+    history = state["history"]
+    assert [(h["stage"], h["epoch"]) for h in history] == [(s, e) for s in (1, 2, 3) for e in (1, 2)]
+    assert all(math.isfinite(h["train_loss"]) and math.isfinite(h["valid_loss"]) for h in history)
+    # the alphas train from each stage's second epoch (arch_frozen_epochs=1): their loss is logged from then on
+    assert [h["arch_loss"] is None for h in history] == [True, False] * 3
+    assert all(math.isfinite(h["arch_loss"]) for h in history[1::2])
 
 
 def test_darts_run_writes_valid_genotype(tmp_path: Path) -> None:
