@@ -29,6 +29,13 @@ from .ops import (
 from .spaces import Candidates, SearchSpace, edge_inputs
 
 
+def accumulate(total: torch.Tensor | None, term: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """``total + weight * term`` in one pass over the map (``total`` None: nothing yet; ``weight`` None: 1)."""
+    if weight is None:
+        return term if total is None else total + term
+    return torch.mul(weight, term) if total is None else torch.addcmul(total, weight, term)
+
+
 def _has_state(module: nn.Module) -> bool:
     """True if ``module`` holds parameters or buffers (convolutions, BatchNorm)."""
     return any(True for _ in module.parameters()) or any(True for _ in module.buffers())
@@ -86,7 +93,7 @@ class MixedEdge(nn.Module):
         self.light = [k for k, op in enumerate(self.ops) if not _has_state(op)]
         self.heavy = [k for k, op in enumerate(self.ops) if _has_state(op)]
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor | None:
         if self.partial == 1:
             return self._mixed(x, weights)
         # split (not slicing) and F.channel_shuffle keep channels-last in the forward and the backward pass;
@@ -97,22 +104,25 @@ class MixedEdge(nn.Module):
             bypass = F.max_pool2d(bypass, 2, 2)
         return F.channel_shuffle(torch.cat([self._mixed(through, weights), bypass], dim=1), self.partial)
 
-    def _mixed(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def _mixed(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor | None:
         """Ops without parameters or statistics (skip, its dropout, noise) are cheap to keep and would draw their
-        random numbers twice if recomputed: with ``recompute`` only the others are. Both groups are summed
-        apart either way, so that recomputation changes no rounding of the forward pass (the backward pass
-        adds the same gradients in another order)."""
+        random numbers twice if recomputed: with ``recompute`` only the others are. Either way the others' terms
+        are added onto the light ops' sum one by one, so that recomputation changes no rounding of the forward
+        pass (the backward pass adds the same gradients in another order)."""
         out = self._mix(x, weights, self.light)
         if self.heavy and self.recompute and torch.is_grad_enabled():
-            return out + _RecomputedOps.apply(self, x, weights, *self._heavy_parameters())
-        return out + self._mix(x, weights, self.heavy)
+            return _RecomputedOps.apply(self, x, weights, out, *self._heavy_parameters())
+        return self._mix(x, weights, self.heavy, out)
 
     def _heavy_parameters(self) -> list[nn.Parameter]:
         return [p for k in self.heavy for p in self.ops[k].parameters()]
 
-    def _mix(self, x: torch.Tensor, weights: torch.Tensor, which: list[int]) -> torch.Tensor | int:
-        """The weighted sum of the ops at positions ``which`` of ``self.ops`` (0 if none)."""
-        return sum(weights[self.computed[k]] * self.ops[k](x) for k in which)
+    def _mix(self, x: torch.Tensor, weights: torch.Tensor, which: list[int],
+             out: torch.Tensor | None = None) -> torch.Tensor | None:
+        """``out`` plus the weighted sum of the ops at positions ``which`` of ``self.ops`` (None: nothing)."""
+        for k in which:
+            out = accumulate(out, self.ops[k](x), weights[self.computed[k]])
+        return out
 
     @contextmanager
     def _statistics_kept(self) -> Iterator[None]:
@@ -137,23 +147,26 @@ class _RecomputedOps(torch.autograd.Function):
     peak memory 11-35% lower."""
 
     @staticmethod
-    def forward(ctx: Any, edge: MixedEdge, x: torch.Tensor, weights: torch.Tensor,
+    def forward(ctx: Any, edge: MixedEdge, x: torch.Tensor, weights: torch.Tensor, out: torch.Tensor | None,
                 *params: nn.Parameter) -> torch.Tensor:
+        """``out`` (the light ops' sum, or None) plus the heavy ops' weighted sum."""
         ctx.edge = edge
         ctx.save_for_backward(x, weights, *params)
-        return edge._mix(x, weights, edge.heavy)
+        return edge._mix(x, weights, edge.heavy, out)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weights, *params = ctx.saved_tensors
-        needed = ctx.needs_input_grad[1:]
-        x, weights = (t.detach().requires_grad_(need) for t, need in zip((x, weights), needed))
+        need_x, need_weights, need_out, *need_params = ctx.needs_input_grad[1:]
+        needed = (need_x, need_weights, *need_params)
+        x, weights = x.detach().requires_grad_(need_x), weights.detach().requires_grad_(need_weights)
         wanted = [t for t, need in zip((x, weights, *params), needed) if need]
         # BN's backward keeps its running statistics: they are put back only once it has run
         with torch.enable_grad(), ctx.edge._statistics_kept():
             grads = iter(torch.autograd.grad(ctx.edge._mix(x, weights, ctx.edge.heavy), wanted, grad, allow_unused=True))
-        return (None, *(next(grads) if need else None for need in needed))
+        grad_x, grad_weights, *grad_params = (next(grads) if need else None for need in needed)
+        return None, grad_x, grad_weights, grad if need_out else None, *grad_params
 
 
 def sum_nodes(states: list[torch.Tensor], edges: nn.ModuleList, steps: int, weights: list[torch.Tensor],
@@ -163,12 +176,13 @@ def sum_nodes(states: list[torch.Tensor], edges: nn.ModuleList, steps: int, weig
     RobustDARTS' per-sample drop-path on every edge output while training."""
     edge = 0
     for _ in range(steps):
-        node = 0
+        node = None
         for state in states:
             out = edges[edge](state, weights[edge])
-            if drop_path > 0:
-                out = stochastic_depth(out, drop_path, "row", training)
-            node = node + (out if edge_scale is None else edge_scale[edge] * out)
+            if out is not None:  # None: the edge holds only ``none``
+                if drop_path > 0:
+                    out = stochastic_depth(out, drop_path, "row", training)
+                node = accumulate(node, out, None if edge_scale is None else edge_scale[edge])
             edge += 1
         states.append(node)
     return states
