@@ -14,7 +14,7 @@ from pdarts_wild.architect import Architect
 from pdarts_wild.ops import Zero
 from pdarts_wild.spaces import CELL_TYPES, DARTS_PRIMITIVES, edge_inputs, get_space
 from pdarts_wild.strategies.pdarts import keep_strongest
-from pdarts_wild.supernet import MixedEdge, Supernet
+from pdarts_wild.supernet import MixedEdge, Supernet, sum_nodes
 
 SPACE = get_space("darts")
 
@@ -149,6 +149,14 @@ def test_mixed_edge_is_the_weighted_sum_of_its_ops(mixed_model):
         torch.testing.assert_close(only_none(x, torch.tensor([0.9, 0.1])), 0.1 * x)
     finally:
         mixed_model.train()
+
+
+def test_an_edge_of_only_none_adds_nothing_to_its_node():
+    edges = nn.ModuleList([MixedEdge(("none",), 4, 1, False, 0.0), MixedEdge(("skip_connect",), 4, 1, False, 0.0)])
+    s0, s1 = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    assert edges[0](s0, torch.ones(1)) is None
+    node = sum_nodes([s0, s1], edges, 1, [torch.ones(1), torch.tensor([0.4])], None, 0.0, True)[-1]
+    torch.testing.assert_close(node, 0.4 * s1)
 
 
 def test_forward_with_mixed_candidates_and_gradients(mixed_model):
