@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from typing import Callable
 from urllib.error import URLError
 
 import pytest
+import torch
 
 from pdarts_wild.genotype import read_genotype_file
 from pdarts_wild.search import Search
@@ -75,7 +77,7 @@ def test_pdarts_history_has_a_finite_record_per_epoch(pdarts_run: Path) -> None:
     """Two epochs in each of the three stages, each with finite losses. (Whether the weights learn is
     test_supernet's fixed-batch test: each stage starts from fresh weights, and two epochs of 64 digits
     are too few for the loss to fall by more than its noise.)"""
-    state = __import__("torch").load(pdarts_run / "checkpoint.pt", weights_only=True)
+    state = torch.load(pdarts_run / "checkpoint.pt", weights_only=True)
     history = state["history"]
     assert [(h["stage"], h["epoch"]) for h in history] == [(s, e) for s in (1, 2, 3) for e in (1, 2)]
     assert all(math.isfinite(h["train_loss"]) and math.isfinite(h["valid_loss"]) for h in history)
@@ -155,7 +157,7 @@ def test_torchrun_two_processes_write_one_genotype(tmp_path: Path) -> None:
     assert done.stdout.count("Genotype(") == 1
     assert len(record["alphas"]["normal"]) == 14
     # each process trained on its own half of every batch list: the logged sample count covers both shards
-    state = __import__("torch").load(out / "checkpoint.pt", weights_only=True)
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["history"][0]["img_per_s"] > 0
 
 
@@ -198,7 +200,7 @@ def test_bad_settings_give_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Ca
     assert run_tool("--out", str(tmp_path / "x"), *args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ")
-    assert __import__("re").search(message, err[0])
+    assert re.search(message, err[0])
     assert not (tmp_path / "x").exists()
 
 
