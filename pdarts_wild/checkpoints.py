@@ -75,7 +75,7 @@ def checkpoint_contents(path: str | Path, target: str = "this run") -> Iterator[
     except CheckpointError:
         raise
     except KeyError as err:
-        raise CheckpointError(f"{path} does not fit {target}: it lacks {err.args[0]!r}") from None
+        raise CheckpointError(f"{path} does not fit {target}: it lacks {describe(err)}") from None
     except (TypeError, ValueError, RuntimeError, IndexError, AttributeError) as err:
         raise CheckpointError(f"{path} does not fit {target} ({describe(err)})") from None
 

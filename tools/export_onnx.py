@@ -3,10 +3,11 @@
 
 MODEL is a registered model (pdarts_c10, darts_v2_imagenet, ...; see README "timm models") or a
 genotype (registry name, genotype.json / text file, DARTS string) built as the network given by
---net. With --checkpoint, the network takes the settings the file holds (model_args, which the training
-tools write), then any of --num-classes, --channels, --layers and a genotype given as MODEL, and loads every
-weight of the file (a file of another network is refused). The ONNX graph comes from
-torch.onnx.export(dynamo=True) (torch.export underneath) with a dynamic batch dimension; input "input" (N x C x H x W), output "logits". Afterwards onnxruntime runs
+--net. With --checkpoint, the network takes the settings the file holds (model_args, which the
+training tools write), then any of --num-classes, --channels, --layers and a genotype given as MODEL,
+and loads every weight of the file (a file of another network is refused). The ONNX graph comes from
+torch.onnx.export(dynamo=True) (torch.export underneath) with a dynamic batch dimension; input
+"input" (N x C x H x W), output "logits", written whole or not at all. Afterwards onnxruntime runs
 it on random images and the largest difference from PyTorch's output is printed. The check fails (exit
 1) when that difference exceeds --tolerance and the ONNX outputs are also further from PyTorch's float64
 outputs than twice PyTorch's own float32 error. With random weights every image gets nearly the same
