@@ -30,7 +30,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from pdarts_wild.checkpoints import trunk_mismatch, trunk_weights
+from pdarts_wild.checkpoints import checkpoint_contents, load_weights, read_checkpoint, trunk_weights
 from pdarts_wild.networks import NetworkImageNet, check_input_size
 
 LEVELS = (0, 1, 2, 3)
@@ -87,7 +87,8 @@ class PDARTSNet(BaseModule):
         norm_cfg: ``type`` ``'BN'`` or ``'SyncBN'``; ``requires_grad`` for the BN affine weights.
         norm_eval: keep every BatchNorm in eval mode (running statistics frozen) in ``train()``.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH_OR_URL)`` loads an ImageNet checkpoint
-            (see :func:`pdarts_wild.checkpoints.our_key_layout`); every trunk weight must be found in it.
+            (see :func:`pdarts_wild.checkpoints.our_key_layout`); every trunk weight must be found in it. A bad
+            file stops the start with one line naming it (:class:`pdarts_wild.checkpoints.CheckpointError`).
     """
 
     def __init__(
@@ -165,18 +166,19 @@ class PDARTSNet(BaseModule):
             super().init_weights()
             return
         checkpoint = str(cfg["checkpoint"])
-        if "://" not in checkpoint and not Path(checkpoint).expanduser().is_file():
+        if "://" not in checkpoint and not Path(checkpoint).expanduser().exists():
             raise FileNotFoundError(
                 f"PDARTSNet: ImageNet checkpoint {checkpoint!r} not found; point "
                 "model.backbone.init_cfg.checkpoint at a tools/train_imagenet.py / timm / released "
                 "file, or set model.backbone.init_cfg=None to train from scratch"
             )
         print_log(f"PDARTSNet: loading ImageNet weights from {checkpoint}", logger="current")
-        state = trunk_weights(CheckpointLoader.load_checkpoint(checkpoint, map_location="cpu"))
-        problem = trunk_mismatch(self.state_dict(), state)
-        if problem:
-            raise ValueError(f"PDARTSNet: {checkpoint} {problem}")
-        self.load_state_dict(state)
+        # A local file is read by read_checkpoint: weights_only=True, and any failure is one line naming the file.
+        remote = "://" in checkpoint
+        saved = (CheckpointLoader.load_checkpoint(checkpoint, map_location="cpu") if remote
+                 else read_checkpoint(checkpoint, what="ImageNet checkpoint"))
+        with checkpoint_contents(checkpoint, "PDARTSNet"):
+            load_weights(self, trunk_weights(saved), checkpoint)
         self._is_init = True
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:

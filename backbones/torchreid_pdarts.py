@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchreid.reid import models as reid_models
 
-from pdarts_wild.checkpoints import HEAD_PREFIXES, trunk_mismatch, trunk_weights
+from pdarts_wild.checkpoints import (CheckpointError, checkpoint_contents, read_checkpoint, trunk_weights,
+                                     weights_mismatch, without_heads)
 from pdarts_wild.genotype import Genotype
 from pdarts_wild.networks import NetworkImageNet
 from pdarts_wild.ops import FactorizedReduce, Zero
@@ -157,15 +158,16 @@ class PDARTSReID(nn.Module):
 
 def load_imagenet_trunk(net: NetworkImageNet, path: Union[str, Path]) -> None:
     """Load an ImageNet checkpoint (``tools/train_imagenet.py``, timm, the authors' release) into the
-    stems and cells of ``net``; its classifier and auxiliary head are ignored, every trunk weight must match."""
+    stems and cells of ``net``; its classifier and auxiliary head are ignored, every trunk weight must match
+    (a :class:`pdarts_wild.checkpoints.CheckpointError` naming the file otherwise, or for a bad file)."""
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise ReIDModelError(f"ImageNet checkpoint {str(path)!r} not found")
-    trunk = trunk_weights(torch.load(path, map_location="cpu", weights_only=True))
-    problem = trunk_mismatch({k: v for k, v in net.state_dict().items() if not k.startswith(HEAD_PREFIXES)}, trunk)
-    if problem:
-        raise ReIDModelError(f"{path} {problem}")
-    net.load_state_dict(trunk, strict=False)
+    saved = read_checkpoint(path, what="ImageNet checkpoint")
+    with checkpoint_contents(path, "this network"):
+        trunk = trunk_weights(saved)
+        problem = weights_mismatch(without_heads(net.state_dict()), trunk)
+        if problem:
+            raise CheckpointError(f"{path} {problem}")
+        net.load_state_dict(trunk, strict=False)
 
 
 def build_pdarts_reid(

@@ -16,9 +16,11 @@ import torch.distributed as dist
 from timm.utils import random_seed
 
 from pdarts_wild.data import DataError
+from pdarts_wild.files import atomic_write
 from pdarts_wild.genotype import GenotypeError
+from pdarts_wild.messages import unknown_name
 from pdarts_wild.search import Distributed, SearchError, init_distributed, resolve_device, run_tool
-from pdarts_wild.zoo import resolve_genotype
+from pdarts_wild.zoo import LISTING, resolve_genotype
 
 from .schedulers import SCHEDULES
 from .training import CONFIG, Data, Trainer, TrainError, prepare_run_dir
@@ -154,8 +156,7 @@ def _check(c: argparse.Namespace, device: torch.device) -> None:
     if c.amp and device.type != "cuda":
         raise TrainError("--amp needs a CUDA device")
     if not timm.is_model(c.model):
-        names = ", ".join(timm.list_models("*darts*")) or "none registered"
-        raise TrainError(f"unknown model {c.model!r}: registered DARTS-family models: {names}")
+        raise TrainError(unknown_name("model", c.model, timm.list_models("*darts*"), LISTING))
     if c.genotype is not None:
         c.genotype = resolve_genotype(c.genotype).to_string()  # names and files become the DARTS string
 
@@ -177,5 +178,5 @@ def _build_trainer(config: argparse.Namespace, out: Path, resume: bool, device: 
     model = timm.create_model(config.model, **kwargs)  # importing this package registered the DARTS models
     if ddp.main and not resume:
         out.mkdir(parents=True, exist_ok=True)
-        (out / CONFIG).write_text(json.dumps(vars(config), indent=2) + "\n")
+        atomic_write(out / CONFIG, json.dumps(vars(config), indent=2) + "\n")
     return Trainer(config, out, model, kwargs, data, device, ddp, progress)

@@ -30,11 +30,14 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from pdarts_wild.networks import count_parameters
-from pdarts_wild.search import Distributed, log_to, rng_state, set_rng_state, atomic_save, log
+from pdarts_wild.checkpoints import checkpoint_contents, load_weights, read_checkpoint
+from pdarts_wild.messages import describe
+from pdarts_wild.search import Distributed, atomic_save, check_out_folder, log, log_to, rng_state, set_rng_state
 
 from .schedulers import create_lr_scheduler
 
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_KEYS = ("state_dict", "optimizer", "rng", "epoch", "step", "history", "best_top1", "best_epoch")
 CONFIG = "config.json"
 BEST = "model_best.pth"
 FINAL = "model_final.pth"
@@ -46,12 +49,19 @@ class TrainError(Exception):
 
 def prepare_run_dir(out: Path, resume: bool) -> dict[str, Any] | None:
     """The saved settings when resuming, None for a new run; refuses folders that hold other results."""
+    check_out_folder(out)
     if (out / FINAL).exists():
         raise TrainError(f"{out} already holds a finished training ({FINAL}); choose another --out")
     if resume:
         if not (out / CONFIG).exists():
             raise TrainError(f"nothing to resume in {out} (no {CONFIG}); start a new training without --resume")
-        return json.loads((out / CONFIG).read_text())
+        try:
+            saved = json.loads((out / CONFIG).read_text())
+        except ValueError as e:  # not JSON, not text
+            raise TrainError(f"{out / CONFIG} holds no usable training settings ({describe(e)})") from None
+        if not isinstance(saved, dict):
+            raise TrainError(f"{out / CONFIG} holds no usable training settings (not a JSON object)")
+        return saved
     if (out / CONFIG).exists():
         raise TrainError(f"{out} holds an unfinished training: add --resume to continue it, or choose another --out")
     if out.exists() and any(out.iterdir()):
@@ -131,7 +141,7 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         """Train (or continue) to the last epoch; write the final weights; return the last epoch's record."""
         ckpt_path = self.out / CHECKPOINT
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path.exists() else None
+        ckpt = read_checkpoint(ckpt_path, CHECKPOINT_KEYS, "training checkpoint") if ckpt_path.exists() else None
         state = self._fresh_state() if ckpt is None else self._restore(ckpt)
         main = self.ddp.main
         board = SummaryWriter(self.out / "tb", purge_step=state["step"]) if main else contextlib.nullcontext()
@@ -159,11 +169,13 @@ class Trainer:
         return {"epoch": 0, "step": 0, "history": [], "best_top1": -1.0, "best_epoch": 0}
 
     def _restore(self, ckpt: dict[str, Any]) -> dict[str, Any]:
-        self.model.load_state_dict(ckpt["state_dict"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        if self.scaler is not None and NativeScaler.state_dict_key in ckpt:
-            self.scaler.load_state_dict(ckpt[NativeScaler.state_dict_key])
-        set_rng_state(ckpt["rng"])
+        path = self.out / CHECKPOINT
+        with checkpoint_contents(path):  # a checkpoint of another run: one line naming it
+            load_weights(self.model, ckpt["state_dict"], path)
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            if self.scaler is not None and NativeScaler.state_dict_key in ckpt:
+                self.scaler.load_state_dict(ckpt[NativeScaler.state_dict_key])
+            set_rng_state(ckpt["rng"])
         return {key: ckpt[key] for key in self._fresh_state()}
 
     def _weights(self, state: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """Datasets for the architecture search, read from their official on-disk formats.
 
 CIFAR-10, CIFAR-100 and SVHN are read by torchvision's own classes; the thin subclasses here
-only accept files whose md5 differs from the official one (with a warning) and turn missing,
-undownloadable or unreadable files into a one-line :class:`DataError`. ``digits`` is
-scikit-learn's bundled 8x8 digits set, upsampled to 32x32 RGB, so it needs no download.
+only accept files whose md5 differs from the official one (with a warning), read the CIFAR batches
+(pickles) with :func:`pdarts_wild.safe_pickle.read_plain_pickle` instead of ``pickle.load``, so a crafted
+batch cannot run code, and turn missing, undownloadable, unreadable or refused files into a one-line
+:class:`DataError`. ``digits`` is scikit-learn's bundled 8x8 digits set, upsampled to 32x32 RGB, so it
+needs no download.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import pickle
 import socket
 import tarfile
 import warnings
@@ -28,6 +29,9 @@ from sklearn.datasets import load_digits
 from torch.utils.data import Dataset, Subset
 from torchvision import datasets, transforms
 from torchvision.datasets.utils import download_and_extract_archive, download_url, extract_archive
+
+from .messages import describe
+from .safe_pickle import PickleRefused, read_plain_pickle
 
 DATASETS = ("cifar10", "cifar100", "svhn", "digits")
 
@@ -173,6 +177,7 @@ class _AsIsFiles:
 
 class _CIFAR10(_AsIsFiles, datasets.CIFAR10):
     title = "CIFAR-10"
+    label_key = "labels"
 
     @classmethod
     def required_files(cls, root: Path) -> list[Path]:
@@ -182,7 +187,7 @@ class _CIFAR10(_AsIsFiles, datasets.CIFAR10):
 
     @classmethod
     def where_hint(cls) -> str:
-        return f"{cls.filename} or the extracted {cls.base_folder}/ folder"
+        return f"{cls.filename} or {cls.base_folder}/"
 
     @classmethod
     def fetch(cls, root: Path) -> None:
@@ -196,15 +201,47 @@ class _CIFAR10(_AsIsFiles, datasets.CIFAR10):
         try:
             extract_archive(archive, root)
         except (OSError, tarfile.TarError, EOFError) as err:
-            raise DataError(f"cannot extract {archive} ({_one_line(err)}): replace it with the official file") from err
+            raise DataError(f"cannot extract {archive} ({describe(err)}): replace it with the official file") from err
+
+    def __init__(self, root: str | Path, train: bool = True, transform: Callable | None = None,
+                 target_transform: Callable | None = None) -> None:
+        """torchvision's CIFAR10.__init__ (files already present), reading each batch with read_plain_pickle."""
+        datasets.VisionDataset.__init__(self, root, transform=transform, target_transform=target_transform)
+        self.train = train
+        if not self._check_integrity():
+            raise DataError(f"{self.title} not found: put {self.where_hint()} into {self.root}")
+        files = self.train_list if train else self.test_list
+        batches = [self._read(name, ("data", self.label_key)) for name, _ in files]
+        self.data = np.vstack([batch["data"] for batch in batches]).reshape(-1, 3, 32, 32).transpose((0, 2, 3, 1))
+        self.targets = [label for batch in batches for label in batch[self.label_key]]
+        self._load_meta()
 
     def _load_meta(self) -> None:
-        self.meta = {**self.meta, "md5": None}  # the md5 was already judged by _check_integrity
-        super()._load_meta()
+        self.classes = self._read(self.meta["filename"], (self.meta["key"],))[self.meta["key"]]
+        self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
+
+    def _read(self, name: str, keys: tuple[str, ...]) -> dict:
+        """The dict pickled in batch file ``name``, holding ``keys``; a DataError naming the file otherwise."""
+        path = Path(self.root) / self.base_folder / name
+        try:
+            batch = read_plain_pickle(path)
+        except PickleRefused as err:
+            raise DataError(f"refused {path}: {err}; replace it with the official file") from None
+        except OSError as err:
+            raise DataError(f"cannot read {path}: {err.strerror or err}") from None
+        except Exception as err:  # noqa: BLE001 - whatever a broken pickle raises
+            raise DataError(f"cannot read {self.title} from {path} ({describe(err)}): replace it with the official "
+                            "file") from None
+        missing = [key for key in keys if not isinstance(batch, dict) or key not in batch]
+        if missing:
+            raise DataError(f"{path} is not a {self.title} python batch (no {missing[0]!r}): replace it with the "
+                            "official file")
+        return batch
 
 
 class _CIFAR100(_CIFAR10, datasets.CIFAR100):
     title = "CIFAR-100"
+    label_key = "fine_labels"
 
 
 class _SVHN(_AsIsFiles, datasets.SVHN):
@@ -225,11 +262,6 @@ class _SVHN(_AsIsFiles, datasets.SVHN):
 
 
 _TORCHVISION_SETS: dict[str, type[_AsIsFiles]] = {"cifar10": _CIFAR10, "cifar100": _CIFAR100, "svhn": _SVHN}
-
-
-def _one_line(err: BaseException) -> str:
-    """An exception as one short line."""
-    return " ".join(str(err).split()) or type(err).__name__
 
 
 @contextlib.contextmanager
@@ -255,22 +287,8 @@ def _ensure_files(cls: type[_AsIsFiles], root: Path, download: bool) -> None:
             cls.fetch(root)
     except _DOWNLOAD_ERRORS as err:
         raise DataError(
-            f"could not download {cls.title} (no network? {_one_line(err)}): put {cls.where_hint()} into {root}"
+            f"could not download {cls.title} ({describe(err, 40)}): put {cls.where_hint()} into {root}"
         ) from err
-
-
-def _unreadable_file(cls: type[_AsIsFiles], root: Path) -> Path:
-    """Best guess at which present file broke parsing: the only one, or the first that does not unpickle."""
-    files = cls.required_files(root)
-    if len(files) == 1:
-        return files[0]
-    for path in files:
-        try:
-            with path.open("rb") as handle:
-                pickle.load(handle, encoding="latin1")
-        except Exception:  # noqa: BLE001 - any failure marks the culprit
-            return path
-    return files[0].parent
 
 
 def _load_torchvision(name: str, root: Path, download: bool, transform: Callable, train: bool = True) -> Dataset:
@@ -279,11 +297,14 @@ def _load_torchvision(name: str, root: Path, download: bool, transform: Callable
     _ensure_files(cls, root, download)
     split = {"split": "train"} if cls is _SVHN else {"train": train}
     try:
-        return cls(root, transform=transform, download=False, **split)  # type: ignore[call-arg]
+        return cls(root, transform=transform, **split)  # type: ignore[call-arg]
+    except DataError:
+        raise
     except Exception as err:  # noqa: BLE001 - present files that fail to parse, whatever the error
-        bad = _unreadable_file(cls, root)
+        files = cls.required_files(root)
+        bad = files[0] if len(files) == 1 else files[0].parent  # SVHN's one file, or the CIFAR folder
         raise DataError(
-            f"cannot read {cls.title} from {bad} ({_one_line(err)}): replace it with the official file"
+            f"cannot read {cls.title} from {bad} ({describe(err)}): replace it with the official file"
         ) from err
 
 

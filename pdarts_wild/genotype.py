@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
+from .files import atomic_write
 from .ops import OPS
 from .spaces import node_edges, edge_inputs
 
@@ -177,11 +177,8 @@ def genotype_record(genotype: Genotype, space: str = "darts", **metadata: Any) -
 
 def write_genotype_file(path: str | Path, record: Mapping[str, Any]) -> None:
     """Write a ``genotype.json`` record atomically, one (op, input) pair per line."""
-    path = Path(path)
     text = re.sub(r'\[\s+("[^"]+"),\s+(\d+)\s+\]', r"[\1, \2]", json.dumps(record, indent=2))
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, text + "\n")
 
 
 def read_genotype_file(path: str | Path, known_ops: Iterable[str] | None = None) -> tuple[Genotype, dict[str, Any]]:

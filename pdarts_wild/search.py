@@ -1,6 +1,7 @@
 """The search loop: stages of epochs over the supernet, checkpoints, resume, DDP, logs and results."""
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -22,9 +23,12 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .architect import Architect
-from .config import SearchConfig
+from .checkpoints import CheckpointError, checkpoint_contents, load_weights, read_checkpoint
+from .config import SearchConfig, validate
 from .data import build_search_dataset, cutout_of, split_indices
+from .files import atomic_write
 from .genotype import genotype_record, write_genotype_file
+from .messages import describe, error_line
 from .spaces import Candidates, SearchSpace, get_space
 from .strategies import Derivation, Growth, StagePlan, Strategy, get_strategy
 from .supernet import Supernet
@@ -32,6 +36,7 @@ from .supernet import Supernet
 log = logging.getLogger("pdarts_wild")
 
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_KEYS = ("stage", "epoch", "step", "candidates", "rng")  # what every search checkpoint holds
 CONFIG = "config.json"
 RESULT = "genotype.json"
 
@@ -41,11 +46,12 @@ class SearchError(Exception):
 
 
 def run_tool(body: Callable[[], None], user_errors: tuple[type[Exception], ...], resume_hint: Callable[[], str]) -> int:
-    """A command-line tool's exit code: ``error: ...`` and 2 for ``user_errors``, 130 with ``resume_hint`` on Ctrl-C."""
+    """A command-line tool's exit code: one ``error: ...`` line and 2 for ``user_errors``, unusable checkpoint
+    files and files or folders that cannot be read or written (any OSError); 130 with ``resume_hint`` on Ctrl-C."""
     try:
         body()
-    except user_errors as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (*user_errors, CheckpointError, OSError) as e:
+        print(error_line(e), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\ninterrupted; {resume_hint()}", file=sys.stderr)
@@ -61,12 +67,13 @@ def run_tool(body: Callable[[], None], user_errors: tuple[type[Exception], ...],
 
 def prepare_run_dir(out: Path, config: SearchConfig | None, resume: bool) -> SearchConfig:
     """Check ``out`` for a new or resumed run and return the config to use; never touches earlier results."""
+    check_out_folder(out)
     if (out / RESULT).exists():
         raise SearchError(f"{out} already holds a finished search ({RESULT}); choose another --out")
     if resume:
         if not (out / CONFIG).exists():
             raise SearchError(f"nothing to resume in {out} (no {CONFIG}); start a new search without --resume")
-        return SearchConfig.from_dict(json.loads((out / CONFIG).read_text()))
+        return _saved_config(out / CONFIG)
     if (out / CONFIG).exists():
         raise SearchError(f"{out} holds an unfinished search: add --resume to continue it, or choose another --out")
     if out.exists() and any(out.iterdir()):
@@ -75,11 +82,32 @@ def prepare_run_dir(out: Path, config: SearchConfig | None, resume: bool) -> Sea
     return config
 
 
+def check_out_folder(out: Path) -> None:
+    """A SearchError when ``out`` (or a folder above it) is a file: a run folder cannot go there."""
+    for folder in (out, *out.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                where = "" if folder == out else f": {folder}"
+                raise SearchError(f"--out {out}{where} is a file, not a folder; choose another --out")
+            return
+
+
+def _saved_config(path: Path) -> SearchConfig:
+    """The settings a search saved in ``path``; a SearchError naming it when it is no such file."""
+    try:
+        config = SearchConfig.from_dict(json.loads(path.read_text()))
+        validate(config)
+    except (ValueError, TypeError, AttributeError) as e:  # JSONDecodeError, UnicodeDecodeError, ConfigError...
+        raise SearchError(f"{path} holds no usable search settings ({describe(e)})") from None
+    return config
+
+
 def atomic_save(obj: Any, path: Path) -> None:
-    """Write with torch.save to a temporary file, then rename: a kill never leaves a torn file."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """torch.save ``obj`` to ``path`` atomically (:func:`pdarts_wild.files.atomic_write`): a kill or a full disk
+    never leaves a torn file, and a failed write is an OSError naming ``path`` with the previous file intact."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(path, buffer.getbuffer())
 
 
 # -------------------------------------------------------------------------------------------- helpers
@@ -209,11 +237,13 @@ class Search:
         return ckpt
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
-        self.model.load_state_dict(ckpt["model"])
-        self.w_opt.load_state_dict(ckpt["w_opt"])
-        self.a_opt.load_state_dict(ckpt["a_opt"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        set_rng_state(ckpt["rng"])
+        path = self.out / CHECKPOINT
+        with checkpoint_contents(path):  # a checkpoint of another run: one line naming it
+            load_weights(self.model, ckpt["model"], path)
+            self.w_opt.load_state_dict(ckpt["w_opt"])
+            self.a_opt.load_state_dict(ckpt["a_opt"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+            set_rng_state(ckpt["rng"])
 
     # ------------------------------------------------------------------------------------------- run
 
@@ -223,9 +253,9 @@ class Search:
         from torch.utils.tensorboard import SummaryWriter
 
         ckpt_path = self.out / CHECKPOINT
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path.exists() else None
+        ckpt = read_checkpoint(ckpt_path, CHECKPOINT_KEYS, "search checkpoint") if ckpt_path.exists() else None
         if self.ddp.main:
-            (self.out / CONFIG).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+            atomic_write(self.out / CONFIG, json.dumps(self.config.to_dict(), indent=2) + "\n")
         torch.manual_seed(self.config.seed)
         random.seed(self.config.seed)
         state = self._fresh_state() if ckpt is None else {k: ckpt.get(k, v) for k, v in self._fresh_state().items()}
@@ -478,6 +508,17 @@ class Search:
         log.info("wrote %s, genotype.txt, cell pictures and TensorBoard logs to %s", RESULT, self.out)
 
 
+class _LogFile(logging.FileHandler):
+    """A log file whose failed writes (a full disk) stop the run with an OSError naming it, where logging
+    would print a traceback and go on."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        err = sys.exc_info()[1]
+        if isinstance(err, OSError):
+            raise OSError(err.errno, err.strerror, self.baseFilename) from None
+        super().handleError(record)
+
+
 @contextmanager
 def log_to(path: Path, enabled: bool) -> Iterator[None]:
     """Log INFO to ``path`` and the console (through tqdm, so progress bars stay whole); main process only."""
@@ -486,7 +527,7 @@ def log_to(path: Path, enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
-    file_handler = logging.FileHandler(path)
+    file_handler = _LogFile(path)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     console = logging.StreamHandler()
     console.setFormatter(logging.Formatter("%(message)s"))

@@ -4,6 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from .genotype import Genotype, GenotypeError, read_genotype_file
+from .messages import name_hint, one_line
+
+LISTING = "tools/model_info.py --list"  # prints every published genotype and registered model
 
 # The published cells, as their authors' repositories print them (pairs in their order).
 _PUBLISHED = {
@@ -58,6 +61,5 @@ def resolve_genotype(spec: "str | Path | Genotype") -> Genotype:
                             "pdarts_wild.nb201.NetworkNB201 (tools/model_info.py --net nb201), not a DARTS-space network")
     if Path(text).is_file():
         return read_genotype_file(text)[0]
-    raise GenotypeError(
-        f"{text!r} is neither a published genotype ({', '.join(available_genotypes())}) nor an existing genotype file"
-    )
+    raise GenotypeError(f"{one_line(repr(text), 80)} is neither a published genotype "
+                        f"({name_hint(text, available_genotypes(), LISTING)}) nor an existing genotype file")

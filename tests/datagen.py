@@ -2,7 +2,8 @@
 
 Each class has its own blocky colour pattern plus noise, so a small network can learn them.
 The CIFAR pickles are written as Python 2 wrote the originals: protocol 2 with byte strings as
-Python 2 ``str`` (so ``pickle.load(f, encoding="latin1")`` returns ``str`` keys, as torchvision expects).
+Python 2 ``str`` (so ``pickle.load(f, encoding="latin1")`` returns ``str`` keys, as torchvision expects)
+and the arrays rebuilt by ``numpy.core.multiarray._reconstruct``, ``numpy.ndarray`` and ``numpy.dtype``.
 """
 
 from __future__ import annotations
@@ -23,10 +24,21 @@ CIFAR10_NAMES = (
 )  # fmt: skip
 
 
+_RECONSTRUCT = np.empty(0).__reduce__()[0]  # numpy's array rebuild function (numpy._core.multiarray in numpy 2)
+
+
 class _Py2Pickler(pickle._Pickler):
-    """Protocol-2 pickler that writes ``bytes`` as Python 2 ``str`` opcodes, like the original files."""
+    """Protocol-2 pickler that writes ``bytes`` as Python 2 ``str`` opcodes and numpy's array rebuild function
+    under numpy 1's name, ``numpy.core.multiarray._reconstruct``, like the original files."""
 
     dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_global(self, obj: object, name: str | None = None) -> None:
+        if obj is not _RECONSTRUCT:
+            super().save_global(obj, name)
+            return
+        self.write(pickle.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n")
+        self.memoize(obj)
 
     def save_py2_str(self, obj: bytes) -> None:
         """Write obj with SHORT_BINSTRING / BINSTRING."""

@@ -162,9 +162,11 @@ def test_nb201_runs_params_skips_entropy_and_agreement(tmp_path: Path, capsys: p
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_nb201_and_darts_runs_do_not_mix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    nb201 = write_nb201_run(tmp_path / "nb", NB201_A, seed=1)
-    darts = write_run(tmp_path / "darts", GENOTYPE_A, seed=2)
+def test_nb201_and_darts_runs_do_not_mix(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # short paths: an error line holds at most 200 characters
+    nb201 = write_nb201_run(Path("nb"), NB201_A, seed=1)
+    darts = write_run(Path("darts"), GENOTYPE_A, seed=2)
     code, out, err = run_tool(nb201, darts, capsys=capsys)
     assert code == 2 and out == ""
     assert err == (f"error: cannot compare NAS-Bench-201 (nb201) runs with DARTS-space runs: {nb201} is nb201; "

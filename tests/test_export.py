@@ -94,7 +94,7 @@ def test_cli_exports_a_genotype_file_at_a_non_square_size(tmp_path, capsys):
         (["NOT_A_GENOTYPE", "--net", "cifar"], "neither a published genotype"),
         (["PDARTS"], "for a genotype, give --net"),
         (["pdarts_c10", "--input-size", "30"], "multiples of 4"),
-        (["pdarts_c10", "--checkpoint", "missing.pt"], "does not exist"),
+        (["pdarts_c10", "--checkpoint", "missing.pt"], "checkpoint missing.pt not found"),
     ],
 )
 def test_cli_rejects_bad_input_with_one_line(args, message, tmp_path, capsys):

@@ -23,6 +23,7 @@ import backbones  # noqa: F401  (timm models)
 from backbones.torchreid_pdarts import (
     MODEL_NAMES, PRETRAINED_ENV, PDARTSReID, ReIDModelError, build_pdarts_reid,
 )
+from pdarts_wild.checkpoints import CheckpointError
 from pdarts_wild.networks import NetworkImageNet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
@@ -139,7 +140,7 @@ def test_imagenet_weights_load_into_the_trunk(tmp_path: Path, monkeypatch: pytes
     monkeypatch.delenv(PRETRAINED_ENV)
     with pytest.raises(ReIDModelError, match="pretrained_path"):
         torchreid.models.build_model("pdarts_reid", num_classes=4)  # torchreid's default pretrained=True
-    with pytest.raises(ReIDModelError, match="does not match"):
+    with pytest.raises(CheckpointError, match="does not match"):
         build_pdarts_reid(4, pretrained=True, pretrained_path=path, genotype="DARTS_V2", **TINY)
 
 

@@ -36,7 +36,9 @@ from torch import nn
 import backbones  # noqa: F401  (registers the DARTS-family timm models)
 from backbones.training import AuxiliaryLoss
 from benchmarks.measure import BenchError, device_name, format_table, in_child, int_at_least, progress, timed_steps
+from pdarts_wild.messages import unknown_name
 from pdarts_wild.search import run_tool
+from pdarts_wild.zoo import LISTING
 
 OPTIONS = ("channels-last", "compile", "amp")
 AUXILIARY_WEIGHT = 0.4
@@ -139,9 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> None:
         models = [m.strip() for m in args.models.split(",") if m.strip()]
         unknown = [m for m in models if not timm.is_model(m)]
-        if unknown or not models:
-            raise BenchError(f"unknown model {', '.join(map(repr, unknown)) or '(none given)'}; "
-                             f"registered DARTS-family models: {', '.join(timm.list_models('*darts*'))}")
+        if not models:
+            raise BenchError("--models: give at least one model name")
+        if unknown:
+            raise BenchError(unknown_name("model", unknown[0], timm.list_models("*darts*"), LISTING))
         variants = [v.strip() for v in args.variants.split(",") if v.strip()]
         for variant in variants:
             if "amp" in variant_options(variant) and args.device != "cuda":

@@ -3,8 +3,11 @@
 
 MODEL is a registered model (pdarts_c10, darts_v2_imagenet, ...; see README "timm models") or a
 genotype (registry name, genotype.json / text file, DARTS string) built as the network given by
---net. The ONNX graph comes from torch.onnx.export(dynamo=True) (torch.export underneath) with a
-dynamic batch dimension; input "input" (N x C x H x W), output "logits". Afterwards onnxruntime runs
+--net. With --checkpoint, the network takes the settings the file holds (model_args, which the
+training tools write), then any of --num-classes, --channels, --layers and a genotype given as MODEL,
+and loads every weight of the file (a file of another network is refused). The ONNX graph comes from
+torch.onnx.export(dynamo=True) (torch.export underneath) with a dynamic batch dimension; input
+"input" (N x C x H x W), output "logits", written whole or not at all. Afterwards onnxruntime runs
 it on random images and the largest difference from PyTorch's output is printed. The check fails (exit
 1) when that difference exceeds --tolerance and the ONNX outputs are also further from PyTorch's float64
 outputs than twice PyTorch's own float32 error. With random weights every image gets nearly the same
@@ -28,9 +31,13 @@ import timm
 import torch
 from torch import nn
 
-from backbones.timm_pdarts import MODEL_NAMES
+from backbones.timm_pdarts import MODEL_NAMES, checkpoint_filter_fn
+from pdarts_wild.checkpoints import checkpoint_contents, load_weights, read_checkpoint
+from pdarts_wild.files import atomic_write
 from pdarts_wild.genotype import GenotypeError
-from pdarts_wild.zoo import resolve_genotype
+from pdarts_wild.messages import unknown_name
+from pdarts_wild.search import run_tool
+from pdarts_wild.zoo import LISTING, resolve_genotype
 
 NET_MODELS = {"cifar": "pdarts_c10", "imagenet": "pdarts_imagenet"}  # the architecture a bare genotype is built as
 
@@ -41,28 +48,35 @@ def build_model(
     checkpoint: str | None = None,
     **kwargs: int,
 ) -> nn.Module:
-    """The timm model in eval mode: a registered name, or a genotype built as ``net``; weights from
-    ``checkpoint`` (the authors' or ours) if given; ``kwargs`` (num_classes, C, layers) when set."""
+    """The timm model in eval mode: a registered name, or a genotype built as ``net``, with ``kwargs``
+    (num_classes, C, layers) when set. With ``checkpoint`` (the authors' file, timm's or ours) the network takes
+    the settings the file holds (``model_args``, as our training tools write them), overridden by ``kwargs``
+    and a genotype given as ``model``, and then every one of its weights from the file."""
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if model not in MODEL_NAMES:
         if net is None:
-            raise ValueError(f"{model!r} is not a registered model ({', '.join(MODEL_NAMES)}); for a genotype, give --net")
+            raise ValueError(f"{unknown_name('model', model, MODEL_NAMES, LISTING)}; for a genotype, give --net")
         kwargs["genotype"] = resolve_genotype(model)
         model = NET_MODELS[net]
-    if checkpoint is not None and not Path(checkpoint).is_file():
-        raise ValueError(f"checkpoint {checkpoint} does not exist")
-    overlay = None if checkpoint is None else dict(file=checkpoint)
-    return timm.create_model(model, pretrained=checkpoint is not None, pretrained_cfg_overlay=overlay, **kwargs).eval()
+    if checkpoint is None:
+        return timm.create_model(model, **kwargs).eval()
+    saved = read_checkpoint(checkpoint)
+    with checkpoint_contents(checkpoint, "this network"):  # model_args that timm refuses, weights of another shape
+        network = timm.create_model(model, **{**saved.get("model_args", {}), **kwargs})
+        load_weights(network, checkpoint_filter_fn(saved, network), checkpoint)
+    return network.eval()
 
 
 def export_onnx(model: nn.Module, out: str | Path, input_size: tuple[int, int, int]) -> None:
-    """Write ``model`` as ONNX with a dynamic batch dimension (traced at batch 2)."""
+    """Write ``model`` as ONNX with a dynamic batch dimension (traced at batch 2); an earlier ``out`` is replaced
+    only once the new file is whole."""
     example = torch.randn(2, *input_size)
     batch = torch.export.Dim("batch")
-    torch.onnx.export(
-        model, (example,), str(out), dynamo=True, verbose=False, input_names=["input"], output_names=["logits"],
+    program = torch.onnx.export(
+        model, (example,), dynamo=True, verbose=False, input_names=["input"], output_names=["logits"],
         dynamic_shapes=({0: batch},),
     )
+    atomic_write(out, program.model_proto.SerializeToString())
 
 
 @dataclass(frozen=True)
@@ -115,7 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+    checks: list[OnnxCheck] = []
+
+    def export() -> None:
+        out = Path(args.out)
+        if out.is_dir() or not out.parent.is_dir():
+            problem = "is a folder" if out.is_dir() else f"{out.parent} is no folder"
+            raise ValueError(f"--out {out}: {problem}; give a file in an existing folder")
         model = build_model(args.model, args.net, args.checkpoint,
                             num_classes=args.num_classes, C=args.channels, layers=args.layers)
         size = list(model.pretrained_cfg["input_size"][1:])
@@ -126,19 +146,19 @@ def main(argv: list[str] | None = None) -> int:
         input_size = (model.in_chans, size[0], size[1])
         with torch.no_grad():
             model(torch.zeros(1, *input_size))  # input-size problems surface here, with a clear message
-    except (GenotypeError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    export_onnx(model, args.out, input_size)
-    check = compare_with_onnxruntime(model, args.out, input_size)
-    print(f"wrote {args.out} (input {'x'.join(map(str, input_size))}, dynamic batch); "
-          f"max |onnxruntime - torch| = {check.difference:.2e}; off the float64 outputs by "
-          f"{check.onnx_error:.2e} (onnxruntime) and {check.torch_error:.2e} (torch float32)")
-    if not check.passed(args.tolerance):
+        export_onnx(model, args.out, input_size)
+        check = compare_with_onnxruntime(model, args.out, input_size)
+        print(f"wrote {args.out} (input {'x'.join(map(str, input_size))}, dynamic batch); "
+              f"max |onnxruntime - torch| = {check.difference:.2e}; off the float64 outputs by "
+              f"{check.onnx_error:.2e} (onnxruntime) and {check.torch_error:.2e} (torch float32)")
+        checks.append(check)
+
+    code = run_tool(export, (GenotypeError, ValueError), lambda: "nothing was written")
+    if code == 0 and not checks[0].passed(args.tolerance):
         print(f"error: the ONNX model's outputs differ from PyTorch's by more than {args.tolerance} and are "
               f"less accurate than PyTorch's float32 ones", file=sys.stderr)
         return 1
-    return 0
+    return code
 
 
 if __name__ == "__main__":

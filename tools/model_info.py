@@ -6,6 +6,7 @@ convolution and linear layers for one image, counted by torch.utils.flop_counter
 (MACs = FLOPs / 2) on the meta device: nothing is allocated or computed.
 
 Examples:
+  tools/model_info.py --list                           # every published genotype and registered model name
   tools/model_info.py PDARTS --net imagenet            # 4,944,352 parameters, 542.8M multiply-adds
   tools/model_info.py runs/x/genotype.json --net cifar --num-classes 100 --json
   tools/model_info.py "Genotype(normal=[...], ...)" --net cifar --channels 64   # P-DARTS' large setting
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -25,7 +27,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from pdarts_wild.genotype import GenotypeError
 from pdarts_wild.nb201 import NB201Arch, NetworkNB201
 from pdarts_wild.networks import NetworkCIFAR, NetworkImageNet, count_parameters
-from pdarts_wild.zoo import resolve_genotype
+from pdarts_wild.search import run_tool
+from pdarts_wild.zoo import available_genotypes, resolve_genotype
 
 
 @dataclass(frozen=True)
@@ -80,9 +83,12 @@ def positive_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("genotype", help="registry name (PDARTS, DARTS_V2, ...), genotype.json or text file, or DARTS "
+    parser.add_argument("genotype", nargs="?",
+                        help="registry name (PDARTS, DARTS_V2, ...), genotype.json or text file, or DARTS "
                         "string; for --net nb201 an arch string or the genotype.json of an nb201 search")
-    parser.add_argument("--net", choices=sorted(SETTINGS), required=True,
+    parser.add_argument("--list", action="store_true",
+                        help="print the published genotypes and the registered timm and torchreid model names")
+    parser.add_argument("--net", choices=sorted(SETTINGS),
                         help="cifar: C=36, 20 cells, 32x32; imagenet: mobile setting, C=48, 14 cells, 224x224; "
                              "nb201: NAS-Bench-201's network for a '|op~0|+|op~0|op~1|+...' string (C=16, 5 cells "
                              "per stage)")
@@ -94,19 +100,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def print_names() -> None:
+    """The names a genotype, timm model or torchreid model may be given by."""
+    with warnings.catch_warnings():  # torchreid warns at import that its evaluation runs in Python
+        warnings.simplefilter("ignore")
+        from backbones import timm_pdarts, torchreid_pdarts  # timm and torchreid only for this listing
+
+    print("genotypes:        " + ", ".join(available_genotypes()))
+    print("timm models:      " + ", ".join(timm_pdarts.MODEL_NAMES))
+    print("torchreid models: " + ", ".join(torchreid_pdarts.MODEL_NAMES))
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.list:
+        print_names()
+        return 0
+    if args.genotype is None or args.net is None:
+        parser.error("give a GENOTYPE and --net (or --list)")
+
+    def report() -> None:
         info = model_info(args.genotype, args.net, args.num_classes, args.channels, args.layers, args.input_size)
-    except (GenotypeError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(info))
-    else:
-        print(f"parameters     {info['params']:>13,}  ({info['params'] / 1e6:.2f}M, auxiliary head excluded)")
-        print(f"multiply-adds  {info['macs']:>13,}  ({info['macs'] / 1e6:.1f}M, conv and linear layers)")
-    return 0
+        if args.json:
+            print(json.dumps(info))
+        else:
+            print(f"parameters     {info['params']:>13,}  ({info['params'] / 1e6:.2f}M, auxiliary head excluded)")
+            print(f"multiply-adds  {info['macs']:>13,}  ({info['macs'] / 1e6:.1f}M, conv and linear layers)")
+
+    return run_tool(report, (GenotypeError, ValueError), lambda: "nothing was written")
 
 
 if __name__ == "__main__":

@@ -33,8 +33,12 @@ from torchreid.reid import utils as reid_utils
 from torch import nn
 
 from backbones.torchreid_pdarts import MODEL_FACTORY, ReIDModelError
+from pdarts_wild.checkpoints import (CheckpointError, checkpoint_contents, our_key_layout, read_checkpoint,
+                                     weights_mismatch, without_heads)
 from pdarts_wild.genotype import GenotypeError
+from pdarts_wild.messages import describe, unknown_name
 from pdarts_wild.search import run_tool
+from pdarts_wild.zoo import LISTING
 
 Config = dict[str, Any]
 
@@ -135,7 +139,15 @@ def load_config(path: Path, opts: list[str]) -> Config:
         raise ConfigError(f"config file {str(path)!r} not found (see reid_configs/)")
     cfg = copy.deepcopy(DEFAULTS)
     cfg["use_gpu"] = torch.cuda.is_available()
-    merge(cfg, yaml.safe_load(path.read_text()) or {})
+    try:
+        read = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        where = getattr(e, "problem_mark", None)
+        raise ConfigError(f"{path} is not valid YAML{f' (line {where.line + 1})' if where else ''}: "
+                          f"{getattr(e, 'problem', None) or describe(e)}") from None
+    if not isinstance(read, (dict, type(None))):
+        raise ConfigError(f"{path} holds no mapping of config keys")
+    merge(cfg, read or {})
     if len(opts) % 2:
         raise ConfigError(f"overrides come in KEY VALUE pairs, got {opts}")
     for key, text in zip(opts[::2], opts[1::2]):
@@ -158,7 +170,7 @@ def check_datasets(cfg: Config) -> None:
     root = Path(cfg["data"]["root"]).expanduser()
     for name in dict.fromkeys(cfg["data"]["sources"] + cfg["data"]["targets"]):
         if name not in factory:
-            raise ConfigError(f"unknown dataset {name!r}; torchreid's image datasets: {sorted(factory)}")
+            raise ConfigError(unknown_name("dataset", name, factory, "torchreid.data.datasets.__image_datasets"))
         if not (root / factory[name].dataset_dir).is_dir():
             raise ConfigError(f"dataset {name!r} not found: {missing_hint(root, name)}")
 
@@ -197,13 +209,28 @@ def build_model(cfg: Config, num_classes: int) -> nn.Module:
     loss = "triplet" if cfg["loss"]["name"] == "triplet" else "softmax"
     if m["name"] not in MODEL_FACTORY:
         if m["name"] not in vars(reid_models)["__model_factory"]:
-            raise ConfigError(f"unknown model.name {m['name']!r}; ours: {sorted(MODEL_FACTORY)}")
+            raise ConfigError(unknown_name("model.name", m["name"], vars(reid_models)["__model_factory"],
+                                           f"ours: {LISTING}; torchreid's: torchreid.models.show_avai_models()"))
         return reid_models.build_model(m["name"], num_classes, loss, m["pretrained"], cfg["use_gpu"])
     settings = {k: m[k] for k in ("init_channels", "layers", "global_pool", "feature_dim", "bnneck", "last_stride")}
     if m["genotype"]:
         settings["genotype"] = m["genotype"]
     return MODEL_FACTORY[m["name"]](num_classes, loss, m["pretrained"], cfg["use_gpu"],
                                     pretrained_path=m["pretrained_path"] or None, **settings)
+
+
+def check_reid_checkpoint(path: str, model: nn.Module, classifier: bool) -> None:
+    """Read ``path`` as torchreid will, but safely: torchreid's loader retries a file that fails to decode with
+    ``weights_only=False``; a file that :func:`read_checkpoint` reads never gets there. Its weights must fit
+    ``model`` (the classifier too when ``classifier``; tests on other identities need no classifier)."""
+    saved = read_checkpoint(path, what="torchreid checkpoint")
+    with checkpoint_contents(path, "this model"):
+        state, own = saved.get("state_dict", saved), model.state_dict()
+        if not classifier:  # torchreid's load_pretrained_weights: module. prefixes go, the classifier may differ
+            state, own = without_heads(our_key_layout(saved)), without_heads(own)
+        problem = weights_mismatch(own, state)
+    if problem:
+        raise CheckpointError(f"{path} {problem}")
 
 
 def build_engine(cfg: Config, datamanager: reid_data.ImageDataManager, model: nn.Module) -> reid_engine.Engine:
@@ -218,7 +245,9 @@ def build_engine(cfg: Config, datamanager: reid_data.ImageDataManager, model: nn
     scheduler = reid_optim.build_lr_scheduler(optimizer, lr_scheduler=t["lr_scheduler"], stepsize=t["stepsize"],
                                               gamma=t["gamma"], max_epoch=t["max_epoch"])
     if cfg["model"]["resume"]:
-        t["start_epoch"] = reid_utils.resume_from_checkpoint(cfg["model"]["resume"], model, optimizer, scheduler)
+        path = cfg["model"]["resume"]
+        with checkpoint_contents(path):  # an optimizer or scheduler of another run
+            t["start_epoch"] = reid_utils.resume_from_checkpoint(path, model, optimizer, scheduler)
     loss = cfg["loss"]
     label_smooth = loss["softmax"]["label_smooth"]
     if loss["name"] == "softmax":
@@ -243,6 +272,9 @@ def run(cfg: Config) -> None:
             raise ConfigError(f"model.{key}: checkpoint {cfg['model'][key]!r} not found")
     datamanager = build_datamanager(cfg)
     model = build_model(cfg, datamanager.num_train_pids)
+    for key in ("load_weights", "resume"):
+        if cfg["model"][key]:
+            check_reid_checkpoint(cfg["model"][key], model, classifier=key == "resume")
     if cfg["model"]["load_weights"]:
         reid_utils.load_pretrained_weights(model, cfg["model"]["load_weights"])
     if cfg["use_gpu"]:
