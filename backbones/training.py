@@ -32,7 +32,8 @@ from tqdm import tqdm
 from pdarts_wild.networks import count_parameters
 from pdarts_wild.checkpoints import checkpoint_contents, load_weights, read_checkpoint
 from pdarts_wild.messages import describe
-from pdarts_wild.search import Distributed, atomic_save, check_out_folder, log, log_to, rng_state, set_rng_state
+from pdarts_wild.search import (Distributed, atomic_save, check_out_folder, log, log_to, rng_state, set_rng_state,
+                                tensorboard_writer)
 
 from .schedulers import create_lr_scheduler
 
@@ -144,13 +145,15 @@ class Trainer:
         ckpt = read_checkpoint(ckpt_path, CHECKPOINT_KEYS, "training checkpoint") if ckpt_path.exists() else None
         state = self._fresh_state() if ckpt is None else self._restore(ckpt)
         main = self.ddp.main
-        board = SummaryWriter(self.out / "tb", purge_step=state["step"]) if main else contextlib.nullcontext()
+        board = tensorboard_writer(self.out / "tb", state["step"]) if main else contextlib.nullcontext()
         with log_to(self.out / "train.log", main), board as self.writer:
             if ckpt is None:
                 log.info("train %s (%d parameters without the auxiliary head) in %s, settings in %s",
                          self.config.model, count_parameters(self.model), self.out, CONFIG)
             else:
-                log.info("resuming %s at epoch %d/%d", self.out, state["epoch"] + 1, self.config.epochs)
+                at = (f"epoch {state['epoch'] + 1}/{self.config.epochs}" if state["epoch"] < self.config.epochs
+                      else "the end: writing the final weights")
+                log.info("resuming %s at %s", self.out, at)
             while state["epoch"] < self.config.epochs:
                 record = self._run_epoch(state)
                 state["epoch"] += 1

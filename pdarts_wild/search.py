@@ -11,7 +11,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -32,6 +32,9 @@ from .messages import describe, error_line
 from .spaces import Candidates, SearchSpace, get_space
 from .strategies import Derivation, Growth, StagePlan, Strategy, get_strategy
 from .supernet import Supernet
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 log = logging.getLogger("pdarts_wild")
 
@@ -147,6 +150,14 @@ def resolve_device(name: str | None) -> torch.device:
     return device
 
 
+def tensorboard_writer(folder: Path, step: int) -> SummaryWriter:
+    """A TensorBoard writer for a run that continues after ``step`` steps (its checkpoint's): TensorBoard hides what
+    an earlier, killed process logged at later steps. The checkpointed epoch's own scalars sit at ``step`` and stay."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(folder, purge_step=step + 1)
+
+
 def rng_state() -> dict[str, Any]:
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available():
@@ -250,21 +261,22 @@ class Search:
     def run(self) -> Derivation:
         """Run (or continue) every stage, then derive and write the genotype."""
         self.out.mkdir(parents=True, exist_ok=True)
-        from torch.utils.tensorboard import SummaryWriter
-
         ckpt_path = self.out / CHECKPOINT
         ckpt = read_checkpoint(ckpt_path, CHECKPOINT_KEYS, "search checkpoint") if ckpt_path.exists() else None
-        if self.ddp.main:
+        # a resumed run's file is read, never rewritten: a kill while rewriting it would leave nothing to resume from
+        if self.ddp.main and not (self.out / CONFIG).exists():
             atomic_write(self.out / CONFIG, json.dumps(self.config.to_dict(), indent=2) + "\n")
         torch.manual_seed(self.config.seed)
         random.seed(self.config.seed)
         state = self._fresh_state() if ckpt is None else {k: ckpt.get(k, v) for k, v in self._fresh_state().items()}
-        self.writer = SummaryWriter(self.out / "tb", purge_step=state["step"]) if self.ddp.main else None
+        self.writer = tensorboard_writer(self.out / "tb", state["step"]) if self.ddp.main else None
         with log_to(self.out / "search.log", self.ddp.main):
             if ckpt is None:
                 log.info("search %s on %s in %s (config in %s)", self.config.algorithm, self.config.dataset, self.out, CONFIG)
             else:
-                log.info("resuming %s at stage %d epoch %d", self.out, state["stage"] + 1, state["epoch"] + 1)
+                at = (f"stage {state['stage'] + 1} epoch {state['epoch'] + 1}" if state["stage"] < len(self.plan)
+                      else "the end: writing the results")
+                log.info("resuming %s at %s", self.out, at)
             while state["stage"] < len(self.plan):
                 self._run_stage(state, ckpt)
                 ckpt = None

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from kill_at import assert_log_replays, assert_no_file_lost, run_killed
 from pdarts_wild.config import resolve_config
 from pdarts_wild.genotype import read_genotype_file
 from pdarts_wild.search import Search
@@ -205,18 +206,35 @@ def test_each_addition_restarts_the_cosine_from_the_current_lr(opp_run: Path) ->
         assert lrs[e + 1] == pytest.approx(lr_min + (lrs[e] - lr_min) * (1 + math.cos(math.pi / (epochs - e))) / 2)
 
 
-@pytest.mark.parametrize("kill_after_epochs", [1, 4])  # after the starting op; just before an addition
 def test_resume_across_an_addition_is_bit_identical(tmp_path: Path, opp_run: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    interrupt_search: Callable[[int], None],
-                                                    kill_after_epochs: int) -> None:
+                                                    interrupt_search: Callable[[int], None]) -> None:
+    """Ctrl-C after the starting op was chosen and the second op added (before epoch 2 trains): resume must add it
+    again. Kills while scoring and while checkpointing: the next test."""
     out = tmp_path / "run"
-    interrupt_search(kill_after_epochs)  # the op of this epoch was already added: resume
-    assert search_tool.main([*TINY, "--out", str(out)]) == 130          # must add it again
+    interrupt_search(1)
+    assert search_tool.main([*TINY, "--out", str(out)]) == 130
     monkeypatch.undo()
     assert search_tool.main([*TINY, "--out", str(out), "--resume"]) == 0
     resumed, reference = (json.loads((o / "genotype.json").read_text()) for o in (out, opp_run))
     assert resumed["op_growth"] == reference["op_growth"]
     assert resumed["alphas"] == reference["alphas"]  # bit for bit
+
+
+def test_killed_while_scoring_and_while_checkpointing_resumes_bit_identical(tmp_path: Path, opp_run: Path) -> None:
+    """kill -9 while epoch 4's addition scores its 2nd candidate (scores 1-4 start, 5-10 epoch 2, 11-15 epoch 3,
+    16-19 epoch 4), then, resumed after epoch 3, while the checkpoint of epoch 6 is half written; resumed after epoch 5
+    (its addition replayed): the uninterrupted run's op growth, alphas, files, TensorBoard scalars and log lines."""
+    out = tmp_path / "killed"
+    args = [*TINY, "--out", str(out)]
+    resume = [*args, "--resume"]
+    run_killed("search.py", [(args, "call:pdarts_wild.search:Search._train_loss:17"),
+                             (resume, "save:checkpoint.pt.tmp:3"),
+                             (resume, None)], tmp_path)
+    resumed, reference = (json.loads((o / "genotype.json").read_text()) for o in (out, opp_run))
+    assert resumed["op_growth"] == reference["op_growth"] and resumed["genotype"] == reference["genotype"]
+    assert resumed["alphas"] == reference["alphas"]  # bit for bit
+    assert_no_file_lost(out, opp_run)
+    assert_log_replays(out, opp_run, "search.log")
 
 
 def test_second_order_search_grows_too(tmp_path: Path) -> None:

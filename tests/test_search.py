@@ -5,7 +5,6 @@ import json
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from urllib.error import URLError
 import pytest
 import torch
 
+from kill_at import assert_log_replays, assert_no_file_lost, run_killed
 from pdarts_wild.genotype import read_genotype_file
 from pdarts_wild.search import Search
 
@@ -104,42 +104,44 @@ def test_second_order_search_runs(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------- resume
 
 
-@pytest.mark.parametrize("kill_after_epochs", [1, 2, 6])  # mid stage 1, at the stage 1/2 boundary, after the last
-def test_resume_after_interrupt_is_bit_identical(tmp_path: Path, pdarts_run: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 interrupt_search: Callable[[int], None], kill_after_epochs: int) -> None:
+def test_resume_after_ctrl_c_is_bit_identical(tmp_path: Path, pdarts_run: Path, monkeypatch: pytest.MonkeyPatch,
+                                              interrupt_search: Callable[[int], None]) -> None:
+    """Ctrl-C at the stage 1/2 boundary (exit 130), then --resume in the same process: the uninterrupted result.
+    Kills at other moments: the next test."""
     out = tmp_path / "run"
-
-    def die_before_result(self: Search, *args: object) -> None:
-        raise KeyboardInterrupt
-
-    if kill_after_epochs == 6:
-        monkeypatch.setattr(Search, "_write_result", die_before_result)
-    else:
-        interrupt_search(kill_after_epochs)
+    interrupt_search(2)
     assert run_tool("--out", str(out)) == 130
     assert not (out / "genotype.json").exists()
     monkeypatch.undo()
+    written = (out / "config.json").stat().st_mtime_ns
     assert run_tool("--out", str(out), "--resume") == 0
+    assert (out / "config.json").stat().st_mtime_ns == written  # read, never rewritten (a kill then would lose it)
     resumed, reference = load_result(out), load_result(pdarts_run)
     assert resumed["genotype"] == reference["genotype"]
     assert resumed["alphas"] == reference["alphas"]  # bit for bit: floats compared exactly
 
 
-def test_resume_after_sigkill(tmp_path: Path, pdarts_run: Path) -> None:
-    """A real kill -9 while the process is running, then --resume, gives the uninterrupted result."""
+def test_killed_at_any_moment_resumes_bit_identical(tmp_path: Path, pdarts_run: Path) -> None:
+    """kill -9 while stage 2's first checkpoint is half written; resumed at the stage 1/2 boundary, again in the first
+    step of stage 3's second epoch; resumed mid-stage 3, again while the results are written; resumed after the
+    last epoch: the uninterrupted run's genotype, alphas, files, TensorBoard scalars and log lines."""
     out = tmp_path / "killed"
-    cmd = [sys.executable, str(ROOT / "tools" / "search.py"), *TINY, "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
-    deadline = time.time() + 120
-    while not (out / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.5)  # well into the next epoch
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (out / "genotype.json").exists(), "the search finished before it could be killed"
-    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert load_result(out)["alphas"] == load_result(pdarts_run)["alphas"]
+    args = [*TINY, "--out", str(out)]
+    resume = [*args, "--resume"]
+    run_killed("search.py", [(args, "save:checkpoint.pt.tmp:3"),
+                             # from the stage 1/2 boundary: stage 2 takes weight steps 1-4, stage 3 steps 5-6 and 7-8
+                             (resume, "call:torch.optim:SGD.step:7"),
+                             (resume, "call:pdarts_wild.viz:plot_alphas:1"),
+                             (resume, None)], tmp_path)
+    resumed, reference = load_result(out), load_result(pdarts_run)
+    assert resumed["genotype"] == reference["genotype"]
+    assert resumed["alphas"] == reference["alphas"]  # bit for bit: floats compared exactly
+    assert resumed["stage_genotypes"] == reference["stage_genotypes"]
+    assert_no_file_lost(out, pdarts_run)
+    assert_log_replays(out, pdarts_run, "search.log")
+    log = (out / "search.log").read_text()
+    assert [line.split(" at ")[-1] for line in log.splitlines() if "resuming" in line] == \
+        ["stage 2 epoch 1", "stage 3 epoch 2", "the end: writing the results"]
 
 
 # --------------------------------------------------------------------------------------------- DDP

@@ -17,6 +17,7 @@ import pytest
 import timm
 import torch
 from datagen import write_cifar10, write_cifar100, write_imagenet_folder
+from kill_at import assert_log_replays, assert_no_file_lost, run_killed
 
 from backbones.schedulers import PDartsLinearLRScheduler, create_lr_scheduler
 from backbones.training import AuxiliaryLoss, Trainer
@@ -122,6 +123,29 @@ def test_resume_continues_where_it_stopped(cifar_data: Path, cifar_run: Path, tm
     final, reference_final = load(out / "model_final.pth"), load(cifar_run / "model_final.pth")
     assert all(torch.equal(v, reference_final["state_dict"][k]) for k, v in final["state_dict"].items())
     assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in reference["history"]]
+
+
+def test_killed_at_any_moment_resumes_bit_identical(cifar_data: Path, cifar_run: Path, tmp_path: Path) -> None:
+    """kill -9 while epoch 2's checkpoint is half written, then, resumed after epoch 1, in the middle of epoch 4 (its
+    3rd of 4 steps), then while the final weights are half written; resumed each time: the uninterrupted run's
+    weights bit for bit, its files, TensorBoard scalars and log lines."""
+    out = tmp_path / "killed"
+    resume = ["--resume", "--out", str(out)]
+    run_killed("train_cifar.py", [([*CIFAR, "--data", str(cifar_data), "--out", str(out)], "save:checkpoint.pt.tmp:2"),
+                                  (resume, "call:torch.optim:SGD.step:11"),
+                                  (resume, "save:model_final.pth.tmp:1"),
+                                  (resume, None)], tmp_path)
+    for name in ("model_final.pth", "model_best.pth", "checkpoint.pt"):
+        resumed, reference = load(out / name), load(cifar_run / name)
+        assert resumed["state_dict"].keys() == reference["state_dict"].keys()
+        assert all(torch.equal(v, reference["state_dict"][k]) for k, v in resumed["state_dict"].items()), name
+    history = load(out / "checkpoint.pt")["history"]
+    assert [h["train_loss"] for h in history] == [h["train_loss"] for h in load(cifar_run / "checkpoint.pt")["history"]]
+    assert_no_file_lost(out, cifar_run)
+    assert_log_replays(out, cifar_run, "train.log")
+    log = (out / "train.log").read_text()
+    assert [line.split(" at ")[-1] for line in log.splitlines() if "resuming" in line] == \
+        ["epoch 2/6", "epoch 4/6", "the end: writing the final weights"]
 
 
 def test_cifar100_picks_its_network(tmp_path: Path) -> None:
