@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt tools/build_mmcv.sh
 	$(PY) -m pip install -q -U "pip>=24"
 	$(PY) -m pip install -c constraints.txt -e ".[timm,export,dev]"
 	bash tools/build_mmcv.sh $(VENV)
-	$(PY) -m pip install -c constraints.txt -e ".[mmdet,reid]"
+	$(PY) -m pip install -c constraints.txt -e ".[mmdet,reid,slurm]"
 	$(PY) -m pip install -c constraints.txt --no-deps openmim==0.3.9
 	touch $@
 
