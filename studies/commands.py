@@ -103,7 +103,7 @@ def _classification(cell: Cell, s: TaskSettings, data: dict[str, Path], env: Env
         args += _pairs("--model", BASELINES[cell.row.name]["timm"])
     args += _flags(s.raw)
     body = "\n".join([
-        f"if [ ! -e {RUN}/metrics.json ]; then",
+        f"if [ ! -e {RUN}/model_final.pth ]; then  # written last: the tool's mark of a finished run",
         "  resume=()",
         f"  if [ -e {RUN}/config.json ]; then resume=(--resume); fi  # interrupted: continue from its checkpoint.pt",
         _indent(_line(args, ' "${resume[@]}"')),

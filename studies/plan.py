@@ -20,7 +20,7 @@ from .errors import StudyError, unknown
 from .grid import Cell, Env, Study
 from .rows import GENOTYPE, resolve_rows
 from .settings import BACKBONE_KEYS, resolve_settings
-from .tasks import DETECTION, data_paths, dataset_of, parse_tasks
+from .tasks import DETECTION, IMAGENET, data_paths, dataset_of, parse_tasks
 
 STUDY = "study.json"
 FORMAT_VERSION = 1
@@ -80,7 +80,7 @@ def _pairs(items: tuple[str, ...], flag: str) -> list[tuple[str, str]]:
 def _cells(study: Study) -> list[Cell]:
     """Tasks (ImageNet first) x rows; COCO and ReID cells start from --pretrained or wait for the ImageNet cell."""
     found: dict[tuple[str, str], Cell] = {}
-    for task in study.tasks:
+    for task in sorted(study.tasks, key=lambda t: t.tool != IMAGENET):  # COCO and ReID start from ImageNet
         for row in study.rows:
             folder = study.out / row.name / task.folder
             weights, depends_on = None, None

@@ -8,6 +8,7 @@ proxy), with Kendall's tau (scipy) where three or more genotypes have both numbe
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,9 @@ def render(header: list[str], rows: list[list[str]], markdown: bool) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in [header, *rows])
 
 
-def plot(lines: list[dict[str, Any]], study: dict[str, Any], path: Path) -> None:
-    """Proxy accuracy against each target metric, one point per genotype, Kendall's tau for >= 3 genotypes."""
+def plot(lines: list[dict[str, Any]], study: dict[str, Any], path: Path) -> dict[Column, float]:
+    """Proxy accuracy against each target metric, one point per genotype; Kendall's tau per target where >= 3
+    genotypes have both numbers (returned too)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -78,6 +80,7 @@ def plot(lines: list[dict[str, Any]], study: dict[str, Any], path: Path) -> None
     if proxy is None or not targets:
         raise StudyError("--plot needs a proxy (cifar10, cifar100 or a search run's accuracy) and a target task "
                          "(imagenet, coco-*, a ReID task) with results for the genotypes")
+    taus: dict[Column, float] = {}
     fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 3.8), squeeze=False)
     for ax, target in zip(axes[0], targets):
         points = [(g, values[(g, proxy)][0], values[(g, target)][0]) for g in genotypes
@@ -88,7 +91,11 @@ def plot(lines: list[dict[str, Any]], study: dict[str, Any], path: Path) -> None
         title = f"{target[0]} {target[1]}"
         if len(points) >= 3:
             tau, p = kendalltau([x for _, x, _ in points], [y for _, _, y in points])
-            title += f"\nKendall's tau {tau:.2f} (p {p:.2f}, n {len(points)})"
+            if math.isnan(tau):  # one of the two is constant
+                title += f"\nKendall's tau undefined (n {len(points)}, a constant)"
+            else:
+                taus[target] = float(tau)
+                title += f"\nKendall's tau {tau:.2f} (p {p:.2f}, n {len(points)})"
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(f"proxy: {proxy[0]} {proxy[1]}")
         ax.set_ylabel(target[1])
@@ -96,6 +103,7 @@ def plot(lines: list[dict[str, Any]], study: dict[str, Any], path: Path) -> None
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return taus
 
 
 def status_lines(out: Path, study: dict[str, Any], driven: bool) -> list[str]:

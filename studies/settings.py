@@ -108,7 +108,7 @@ def _parse_sets(sets: list[str], tasks: list[Task]) -> dict[str, list[tuple[str,
             raise StudyError(f"--set {item!r}: expected TASK.KEY=VALUE, e.g. imagenet.epochs=90 or "
                              "market1501.train.lr=0.00035")
         if task not in names:
-            raise unknown("task in --set (not in --tasks)", task, names)
+            raise StudyError(f"--set {item!r}: {task!r} is not one of --tasks ({', '.join(names)})")
         parsed.setdefault(task, []).append((key.strip(), value if has_value else None))
     return parsed
 
@@ -124,13 +124,14 @@ def _typed(task: Task, key: str, value: str | None) -> Any:
             size = sizes * 2 if len(sizes) == 1 else sizes
             if len(size) != 2 or min(size) < 1:
                 raise ValueError
-            if task.tool == IMAGENET and size[0] != size[1]:
-                raise StudyError(f"{where}={value}: tools/train_imagenet.py trains square crops (--input-size S)")
-            return size
-        number = int(value)
+        number = size[0] if key == "input_size" else int(value)
     except ValueError:
         expected = "S or HxW, e.g. 256x128" if key == "input_size" else "an integer"
         raise StudyError(f"{where}={value}: expected {expected}") from None
+    if key == "input_size":
+        if task.tool == IMAGENET and size[0] != size[1]:
+            raise StudyError(f"{where}={value}: tools/train_imagenet.py trains square crops (--input-size S)")
+        return size
     if number < (0 if key in AT_LEAST_ZERO else 1):
         raise StudyError(f"{where}={value}: must be >= {0 if key in AT_LEAST_ZERO else 1}")
     return number

@@ -74,7 +74,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
 
 
 def parse_tasks(spec: str) -> list[Task]:
-    """Tasks from ``cifar10,imagenet,market1501>dukemtmcreid``: ImageNet first (others start from it), then as given."""
+    """Tasks from ``cifar10,imagenet,market1501>dukemtmcreid``, in that order."""
     names = [name.strip() for name in spec.split(",") if name.strip()]
     if not names:
         raise StudyError("--tasks is empty: name at least one task (list them with tools/transfer.py list)")
@@ -86,7 +86,7 @@ def parse_tasks(spec: str) -> list[Task]:
         if task in tasks:
             raise StudyError(f"task {name!r} is listed twice in --tasks")
         tasks.append(task)
-    return sorted(tasks, key=lambda t: t.tool != IMAGENET)
+    return tasks
 
 
 def _cross_dataset(name: str) -> Task:
