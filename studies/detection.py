@@ -17,8 +17,9 @@ from .rows import GENOTYPE
 from .settings import TaskSettings
 
 CONFIG = "config.py"
-SHIPPED = {"retinanet": "detection_configs/retinanet_pdarts_fpn_1x_coco.py",
-           "faster-rcnn": "detection_configs/faster-rcnn_pdarts_fpn_1x_coco.py"}
+# detection_configs/<detector>_<backbone>_fpn_1x_coco.py: the searched cell's and the baselines' (MMDetection's ResNet
+# and MobileNetV2 started from the timm ImageNet checkpoints of tools/train_imagenet.py).
+BACKBONES = {GENOTYPE: "pdarts", "resnet50": "r50", "mobilenetv2": "mobilenetv2"}
 OUT_INDICES = {"retinanet": (1, 2, 3), "faster-rcnn": (0, 1, 2, 3)}
 NUM_CLASSES = {"retinanet": "model.bbox_head.num_classes", "faster-rcnn": "model.roi_head.bbox_head.num_classes"}
 BASE_SCALE = [800, 1333]   # H, W of the 1x configs' Resize (scale=(1333, 800), keep_ratio)
@@ -51,13 +52,12 @@ def config_text(cell: Cell, s: TaskSettings, root: Path, env: Env) -> str:
     detector, v = cell.task.detector, s.values
     classes = coco_classes(root)
     cfg: dict[str, Any] = {}
+    backbone = BACKBONES[GENOTYPE if cell.row.kind == GENOTYPE else cell.row.name]
+    base = env.repo / "detection_configs" / f"{detector}_{backbone}_fpn_1x_coco.py"
+    _put(cfg, "model.backbone.init_cfg", dict(type="Pretrained", checkpoint=str(cell.weights)))
     if cell.row.kind == GENOTYPE:
-        base = env.repo / SHIPPED[detector]
-        _put(cfg, "model.backbone", dict(genotype=cell.row.spec, init_channels=v["channels"], layers=v["cells"],
-                                         init_cfg=dict(type="Pretrained", checkpoint=str(cell.weights))))
+        _put(cfg, "model.backbone", dict(genotype=cell.row.spec, init_channels=v["channels"], layers=v["cells"]))
         _put(cfg, "model.neck.in_channels", _level_channels(cell.row.spec, v["channels"], v["cells"], detector))
-    else:
-        raise StudyError(f"baseline {cell.row.name!r} has no detection config yet (see studies/detection.py)")
     _put(cfg, NUM_CLASSES[detector], len(classes))
     _data(cfg, str(root) + "/", classes, v)
     _schedule(cfg, v)
