@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .cells import PENDING, RUNNING, read_status
+from .cells import BLOCKED, FAILED, PENDING, QUEUED, RUNNING, read_status
 from .errors import StudyError
 from .results import SEARCH_METRIC, SEARCH_TASK
 from .tasks import REID, parse_tasks
@@ -107,18 +107,23 @@ def plot(lines: list[dict[str, Any]], study: dict[str, Any], path: Path) -> dict
 
 
 def status_lines(out: Path, study: dict[str, Any], driven: bool) -> list[str]:
-    """One line per cell: its state (a ``running`` cell with no runner driving the study: interrupted), attempts,
-    times and the reason of a failure; then the count per state."""
+    """One line per cell: its state, attempts, times and the reason of a failure; then the count per state.
+
+    Shown as ``interrupted``: a ``running`` local cell while no runner drives the study; as ``blocked``: a pending
+    or queued cell whose ImageNet cell failed (Slurm cancels such a job)."""
     header = ["cell", "state", "attempts", "start", "end", "reason"]
     rows, counts = [], {}
     for cell in study["cells"]:
         s = read_status(out / cell["folder"])
-        state = s.get("state", PENDING)
+        state, reason = s.get("state", PENDING), s.get("error") or ""
         if state == RUNNING and not driven and "job_id" not in s:
             state = "interrupted"
+        dependency = read_status(out / cell["depends_on"]) if cell["depends_on"] else {}
+        if state in (PENDING, QUEUED) and dependency.get("state") in (FAILED, BLOCKED):
+            state, reason = BLOCKED, f"waits for {cell['depends_on']}, which is {dependency['state']}"
         counts[state] = counts.get(state, 0) + 1
         rows.append([cell["folder"], state, str(s.get("attempts", 0)), s.get("start") or "-", s.get("end") or "-",
-                     (s.get("error") or "")[:160]])
+                     reason[:160]])
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
     lines = render(header, rows, markdown=False).splitlines()
     return [*lines, "", f"{len(rows)} cells: {summary}" + ("; a runner is driving the study now" if driven else "")]

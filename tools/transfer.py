@@ -23,13 +23,14 @@ resumes through its tool's own resume; --retry-failed runs failed cells again. D
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
 from pdarts_wild.zoo import available_genotypes
 from studies import plan, report, results
 from studies.errors import StudyError
-from studies.launch import SlurmOptions, is_driven, run_local, study_lock, submit_slurm
+from studies.launch import is_driven, run_local, study_lock
 from studies.rows import BASELINES
 from studies.settings import PRESETS, SHARED_KEYS
 from studies.tasks import DATASETS, TASKS, TOOL_SCRIPTS
@@ -73,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--dry-run", action="store_true", help="write study.json and every cell's command.sh, run nothing")
     launch.add_argument("--retry-failed", action="store_true", help="run failed cells again (they resume if they can)")
     launch.add_argument("--partition", help="Slurm partition (default: the cluster's)")
-    launch.add_argument("--time-min", type=int, default=SlurmOptions.time_min, help="Slurm time limit per job, minutes")
-    launch.add_argument("--cpus-per-task", type=int, default=SlurmOptions.cpus_per_task, help="Slurm CPUs per job")
+    launch.add_argument("--time-min", type=int, default=4320, help="Slurm time limit per job, minutes (default: 3 days)")
+    launch.add_argument("--cpus-per-task", type=int, default=10, help="Slurm CPUs per job (default: 10)")
     for name, about in (("status", "what is done, running, failed, and why"), ("report", "the table and the plot")):
         q = sub.add_parser(name, help=about, description=about)
         q.add_argument("out", type=Path, help="the study folder")
@@ -105,10 +106,8 @@ def _run(args: argparse.Namespace) -> int:
     request = plan.Request(args.out, args.genotypes, args.baselines, args.tasks, args.data_root, tuple(args.data),
                            args.preset, tuple(args.sets), tuple(args.pretrained), args.gpus)
     study = plan.plan_study(request)
-    if args.launcher == "slurm" and not args.dry_run:
-        import importlib.util
-        if importlib.util.find_spec("submitit") is None:
-            raise StudyError("--launcher slurm needs submitit: pip install -c constraints.txt -e '.[slurm]'")
+    if args.launcher == "slurm" and not args.dry_run and importlib.util.find_spec("submitit") is None:
+        raise StudyError("--launcher slurm needs submitit: pip install -c constraints.txt -e '.[slurm]'")
     files = plan.render(study)
     with study_lock(study.out) as lock:
         plan.prepare(study, files)
@@ -117,9 +116,11 @@ def _run(args: argparse.Namespace) -> int:
             _say(f"dry run: each cell's command is in {study.out}/<row>/<task>/command.sh")
             return 0
         if args.launcher == "slurm":
-            options = SlurmOptions(args.partition, args.time_min, args.cpus_per_task)
-            _say(f"submitted {submit_slurm(study, args.retry_failed, options, _say)} jobs; "
-                 f"follow them with tools/transfer.py status {study.out}")
+            from studies import slurm
+
+            options = slurm.SlurmOptions(args.partition, args.time_min, args.cpus_per_task)
+            queued = slurm.submit(study, args.retry_failed, options, _say)
+            _say(f"{queued} cells queued in Slurm; follow them with tools/transfer.py status {study.out}")
             return 0
         saved = plan.load_record(study.out)
         write_results = lambda: results.write(study.out, results.collect(study.out, saved))  # noqa: E731
