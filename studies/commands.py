@@ -135,7 +135,9 @@ def _reid(cell: Cell, s: TaskSettings, data: dict[str, Path], env: Env) -> tuple
         "  resume=()",
         f"  last=$(ls -v {RUN}/model/model.pth.tar-* 2>/dev/null | tail -n 1 || true)",
         '  if [ -n "$last" ]; then resume=(model.resume "$last")  # interrupted: continue from its last checkpoint',
-        f'  elif [ -e {RUN} ]; then mv {RUN} "{RUN}.attempt-$(date +%Y%m%d-%H%M%S)"; fi  # nothing to resume: kept aside',
+        f'  elif [ -e {RUN} ]; then  # nothing to resume: kept aside',
+        f'    mv {RUN} "{RUN}.attempt-$(date +%Y%m%d-%H%M%S)"',
+        "  fi",
         _indent(_line(args, ' "${resume[@]}"')),
         "fi",
     ])

@@ -1,4 +1,5 @@
-"""Each detection cell's ``config.py``: a shipped config (``_base_``) with the study's data, classes, sizes and schedule.
+"""Each detection cell's ``config.py``: a shipped config (``_base_``) with the study's data, classes, sizes and
+schedule.
 
 Every value is written as a plain literal; the class names come from the COCO-format annotation file, so any
 COCO-format dataset works. ``--set coco-retinanet.KEY=VALUE`` merges ``KEY`` (dotted) into the same file.
@@ -72,7 +73,8 @@ def _level_channels(genotype: str | None, channels: int, cells: int, detector: s
     """The FPN's input channels: the backbone's levels for this genotype and size (PDARTSNet says which)."""
     from backbones.mmdet_pdarts import PDARTSNet  # imports MMDetection: only for detection cells
 
-    return list(PDARTSNet(genotype, init_channels=channels, layers=cells, out_indices=OUT_INDICES[detector]).out_channels)
+    backbone = PDARTSNet(genotype, init_channels=channels, layers=cells, out_indices=OUT_INDICES[detector])
+    return list(backbone.out_channels)
 
 
 def _data(cfg: dict[str, Any], root: str, classes: tuple[str, ...], v: dict[str, Any]) -> None:

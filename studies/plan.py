@@ -162,10 +162,14 @@ def check_same(study: Study) -> bool:
             raise StudyError(f"{out} is not empty and holds no study ({STUDY}): choose another --out")
         return False
     saved, mine = load_record(out), definition(study)
-    differ = [key for key in mine if json.dumps(saved.get(key), sort_keys=True) != json.dumps(mine[key], sort_keys=True)]
+    differ = [key for key in mine if _canonical(saved.get(key)) != _canonical(mine[key])]
     if differ:
         details = "; ".join(_difference(key, saved.get(key), mine[key]) for key in differ)
-        raise StudyError(f"{out} holds a different study: {details}. Same arguments continue it; or use another --out"[:400])
+        raise StudyError(f"{out} holds a different study: {details}. Same arguments continue it; or use another --out")
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
     return True
 
 
@@ -175,7 +179,7 @@ def _difference(key: str, saved: Any, mine: Any) -> str:
         if saved == mine:
             return "a genotype's cell differs from the one in study.json (a genotype file changed?)"
     if key == "settings" and isinstance(saved, dict):
-        tasks = [t for t in mine if json.dumps(saved.get(t), sort_keys=True) != json.dumps(mine[t], sort_keys=True)]
+        tasks = [t for t in mine if _canonical(saved.get(t)) != _canonical(mine[t])]
         return f"settings of {', '.join(tasks)} differ"
     return f"{key} {saved} there, {mine} now"
 

@@ -81,7 +81,8 @@ def resolve_settings(tasks: list[Task], preset: str, sets: list[str]) -> dict[st
     overrides = _parse_sets(sets, tasks)
     result: dict[str, TaskSettings] = {}
     for task in tasks:
-        s = TaskSettings(dict(PRESETS[preset][task.tool]), list(EXTRAS.get(preset, {}).get(task.detector or task.tool, [])))
+        extras = EXTRAS.get(preset, {}).get(task.detector or task.tool, [])
+        s = TaskSettings(dict(PRESETS[preset][task.tool]), list(extras))
         for key, value in overrides.get(task.name, []):
             if key in SHARED_KEYS[task.tool]:
                 s.values[key] = _typed(task, key, value)

@@ -117,7 +117,8 @@ def data_paths(tasks: list[Task], root: Path | None, given: Mapping[str, Path]) 
             paths[name] = path.expanduser().absolute()
         sources = {paths[name] for name in task.datasets}
         if task.tool == REID and len(sources) > 1:
-            raise StudyError(f"{task.name}: torchreid reads both benchmarks from one root, got {sorted(map(str, sources))}")
+            raise StudyError(f"{task.name}: torchreid reads both benchmarks from one root, got "
+                             f"{', '.join(sorted(map(str, sources)))}")
     return paths
 
 

@@ -28,7 +28,7 @@ import transfer  # noqa: E402  (tools/transfer.py)
 
 from studies import report  # noqa: E402
 
-BASELINE = "resnet50"
+BASELINE, BASELINE_TIMM = "resnet50", "resnet50"
 TASKS = "cifar10,imagenet,coco-retinanet,market1501"
 HEADLINE = {"cifar10": ["top1"], "imagenet": ["top1"], "coco-retinanet": ["bbox_mAP"], "market1501": ["rank1", "mAP"]}
 
@@ -56,7 +56,8 @@ def results(out: Path) -> list[dict]:
 
 def files_of(folder: Path) -> dict[str, tuple[int, int]]:
     """Every file under ``folder``: (modification time in ns, size)."""
-    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*") if p.is_file()}
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size) for p in files}
 
 
 @pytest.fixture(scope="module")
@@ -114,12 +115,13 @@ def test_results_hold_a_finite_headline_value_per_cell(study: tuple[Path, str], 
     for row in ROWS:
         for task, metrics in HEADLINE.items():
             for metric in metrics:
-                found = [line for line in lines if (line["genotype"], line["task"], line["metric"]) == (row, task, metric)]
+                found = [x for x in lines if (x["genotype"], x["task"], x["metric"]) == (row, task, metric)]
                 assert len(found) == 1 and math.isfinite(float(found[0]["value"])), (row, task, metric)
                 assert int(found[0]["params"]) > 0 and found[0]["source_file"] == f"{row}/{task}/metrics.json"
     search = [line for line in lines if line["task"] == "search"]
     recorded = json.loads((search_run / "genotype.json").read_text())["final_valid_acc"]
-    assert [(s["genotype"], s["metric"], s["dataset"]) for s in search] == [("pdarts-digits-tiny", "valid_acc", "digits")]
+    assert [(s["genotype"], s["metric"], s["dataset"]) for s in search] == [
+        ("pdarts-digits-tiny", "valid_acc", "digits")]
     assert float(search[0]["value"]) == pytest.approx(100 * recorded)
     assert json.loads((out / "results.json").read_text())[0]["genotype"] == lines[0]["genotype"]
 
@@ -147,14 +149,16 @@ def test_study_json_records_grid_settings_and_versions(study: tuple[Path, str], 
     assert saved["settings"]["market1501"]["settings"]["channels"] == 8  # from the ImageNet network it starts from
     assert saved["versions"]["torch"] and saved["versions"]["mmdet"]
     cell = next(c for c in saved["cells"] if c["folder"] == "PDARTS/coco-retinanet")
-    assert cell["depends_on"] == "PDARTS/imagenet" and cell["weights"] == str(out / "PDARTS/imagenet/run/model_final.pth")
+    assert cell["depends_on"] == "PDARTS/imagenet"
+    assert cell["weights"] == str(out / "PDARTS/imagenet/run/model_final.pth")
 
 
 def test_cell_commands_are_the_tools_own(study: tuple[Path, str]) -> None:
     out, _ = study
     imagenet = (out / "PDARTS/imagenet/command.sh").read_text()
     assert "tools/train_imagenet.py" in imagenet and "--genotype PDARTS --init-channels 8 --layers 5" in imagenet
-    assert "--auxiliary-weight 0" in imagenet and "--model resnet50" in (out / "resnet50/imagenet/command.sh").read_text()
+    assert "--auxiliary-weight 0" in imagenet
+    assert f"--model {BASELINE_TIMM}" in (out / BASELINE / "imagenet/command.sh").read_text()
     reid = (out / "PDARTS/market1501/command.sh").read_text()
     assert f"model.pretrained_path {out}/PDARTS/imagenet/run/model_final.pth" in reid and "model.layers 5" in reid
     config = (out / "PDARTS/coco-retinanet/config.py").read_text()
@@ -250,8 +254,10 @@ def test_broken_data_fails_its_cells_alone(study: tuple[Path, str], tmp_path: Pa
 @pytest.mark.parametrize("change, message", [
     (["--genotypes", "PDART"], "unknown genotype (registry name, genotype file or search run folder) 'PDART': did "
                                "you mean PDARTS, PCDARTS, DARTS? list them with tools/transfer.py list"),
-    (["--tasks", "cifar11"], "unknown task 'cifar11': did you mean cifar10, cifar100? list them with tools/transfer.py list"),
-    (["--baselines", "resnet5"], "unknown baseline 'resnet5': did you mean resnet50? list them with tools/transfer.py list"),
+    (["--tasks", "cifar11"], "unknown task 'cifar11': did you mean cifar10, cifar100? list them with "
+                             "tools/transfer.py list"),
+    (["--baselines", "resnet5"], "unknown baseline 'resnet5': did you mean resnet50? list them with "
+                                 "tools/transfer.py list"),
     (["--tasks", "market1501>market1501"], "cross-dataset task 'market1501>market1501': source and target are the "
                                            "same; use the task 'market1501'"),
     (["--tasks", "coco-retinanet"], "coco-retinanet starts from ImageNet weights of PDARTS: add imagenet to --tasks "
@@ -266,8 +272,8 @@ def test_broken_data_fails_its_cells_alone(study: tuple[Path, str], tmp_path: Pa
 def test_bad_input_stops_before_anything_runs(data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                               change: list[str], message: str) -> None:
     args = run_args(data_root, tmp_path / "study", "PDARTS", "imagenet")
-    for flag, value in zip(change[::2], change[1::2]):
-        args = args[:args.index(flag) + 1] + [value] + args[args.index(flag) + 2:] if flag in args else args + [flag, value]
+    flag, value = change
+    args = [*args[:args.index(flag) + 1], value, *args[args.index(flag) + 2:]] if flag in args else [*args, *change]
     assert transfer.main(args) == 2
     assert capsys.readouterr().err == f"error: {message}\n"
     assert not (tmp_path / "study").exists()
@@ -316,7 +322,8 @@ def test_slurm_jobs_wait_for_their_imagenet_job(data_root: Path, tmp_path: Path)
     bin_dir.mkdir()
     (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
     (bin_dir / "sbatch").write_text('#!/bin/bash\nn=$(ls "$(dirname "$0")"/job*.sh 2>/dev/null | wc -l)\n'
-                                    'cp "$1" "$(dirname "$0")/job$((n + 1)).sh"\necho "Submitted batch job $((n + 1))"\n')
+                                    'cp "$1" "$(dirname "$0")/job$((n + 1)).sh"\n'
+                                    'echo "Submitted batch job $((n + 1))"\n')
     for tool in ("srun", "sbatch"):
         (bin_dir / tool).chmod(0o755)
     out = tmp_path / "slurm-study"

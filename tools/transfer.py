@@ -50,13 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--tasks", required=True, help=f"comma-separated: {', '.join(TASKS)}, or a ReID cross-dataset "
                                                      "task SOURCE>TARGET (e.g. market1501>dukemtmcreid)")
     data = run.add_argument_group("data and weights")
-    data.add_argument("--data-root", type=Path, help="each dataset where its tool expects it: ROOT/cifar-10-batches-py, "
-                                                     "ROOT/imagenet/{train,val}, ROOT/coco/{annotations,train2017,"
-                                                     "val2017}, torchreid's layouts under ROOT")
+    data.add_argument("--data-root", type=Path,
+                      help="each dataset where its tool expects it: ROOT/cifar-10-batches-py, "
+                           "ROOT/imagenet/{train,val}, ROOT/coco/{annotations,train2017,val2017}, torchreid's "
+                           "layouts under ROOT")
     data.add_argument("--data", action="append", default=[], metavar="DATASET=PATH",
                       help="one dataset elsewhere: PATH is the folder its tool reads (see `list`); repeatable")
     data.add_argument("--pretrained", action="append", default=[], metavar="NAME=FILE",
-                      help="ImageNet weights for row NAME's COCO and ReID cells instead of its ImageNet cell; repeatable")
+                      help="ImageNet weights for row NAME's COCO and ReID cells instead of its ImageNet cell; "
+                           "repeatable")
     how = run.add_argument_group("settings")
     how.add_argument("--out", type=Path, required=True, help="the study folder; the same arguments continue it")
     how.add_argument("--preset", default="paper", choices=PRESETS,
@@ -71,10 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "tools/train_reid.py uses one device whatever N is")
     launch.add_argument("--launcher", choices=("local", "slurm"), default="local",
                         help="local: cells one after another here; slurm: a job per cell, submitted with submitit")
-    launch.add_argument("--dry-run", action="store_true", help="write study.json and every cell's command.sh, run nothing")
+    launch.add_argument("--dry-run", action="store_true",
+                        help="write study.json and every cell's command.sh, run nothing")
     launch.add_argument("--retry-failed", action="store_true", help="run failed cells again (they resume if they can)")
     launch.add_argument("--partition", help="Slurm partition (default: the cluster's)")
-    launch.add_argument("--time-min", type=int, default=4320, help="Slurm time limit per job, minutes (default: 3 days)")
+    launch.add_argument("--time-min", type=int, default=4320,
+                        help="Slurm time limit per job, minutes (default: 3 days)")
     launch.add_argument("--cpus-per-task", type=int, default=10, help="Slurm CPUs per job (default: 10)")
     for name, about in (("status", "what is done, running, failed, and why"), ("report", "the table and the plot")):
         q = sub.add_parser(name, help=about, description=about)
