@@ -163,25 +163,31 @@ def check_same(study: Study) -> bool:
         return False
     saved, mine = load_record(out), definition(study)
     differ = [key for key in mine if _canonical(saved.get(key)) != _canonical(mine[key])]
+    details = [d for d in (_difference(key, saved.get(key), mine[key]) for key in differ) if d]
     if differ:
-        details = "; ".join(_difference(key, saved.get(key), mine[key]) for key in differ)
-        raise StudyError(f"{out} holds a different study: {details}. Same arguments continue it; or use another --out")
+        raise StudyError(f"{out} holds another study: {'; '.join(details)} (the same arguments continue it)")
+    return True
 
 
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
-    return True
 
 
 def _difference(key: str, saved: Any, mine: Any) -> str:
+    """What differs under ``key`` ("" for settings when only the tasks differ, said already)."""
     if key == "rows":
         saved, mine = [r["name"] for r in saved or []], [r["name"] for r in mine]
         if saved == mine:
-            return "a genotype's cell differs from the one in study.json (a genotype file changed?)"
+            return "a genotype's cell differs from study.json's (a genotype file changed?)"
     if key == "settings" and isinstance(saved, dict):
-        tasks = [t for t in mine if _canonical(saved.get(t)) != _canonical(mine[t])]
-        return f"settings of {', '.join(tasks)} differ"
-    return f"{key} {saved} there, {mine} now"
+        tasks = [t for t in mine if t in saved and _canonical(saved[t]) != _canonical(mine[t])]
+        return f"settings of {', '.join(tasks)} differ" if tasks else ""
+
+    def brief(value: Any) -> str:
+        if isinstance(value, dict):
+            return ",".join(f"{k}={v}" for k, v in value.items()) or "none"
+        return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    return f"{key} {brief(saved)} there, {brief(mine)} now"
 
 
 def render(study: Study) -> dict[str, dict[str, str]]:

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -71,12 +72,26 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module", autouse=True)
+def search_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, subprocess.Popen]]:
+    """``tools/search.py --dataset digits --preset tiny``, started with the module: the tests that need no search
+    (placed first) run beside it on the second core."""
+    folder = tmp_path_factory.mktemp("search")
+    out = folder / "pdarts-digits-tiny"
+    with open(folder / "search.out", "w") as log:
+        search = subprocess.Popen([sys.executable, str(ROOT / "tools" / "search.py"), "--dataset", "digits", "--preset",
+                                   "tiny", "--out", str(out), "--device", "cpu", "--no-progress"], stdout=log,
+                                  stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    yield out, search
+    if search.poll() is None:
+        search.kill()
+        search.wait()
+
+
 @pytest.fixture(scope="module")
-def search_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("search") / "pdarts-digits-tiny"
-    subprocess.run([sys.executable, str(ROOT / "tools" / "search.py"), "--dataset", "digits", "--preset", "tiny",
-                    "--out", str(out), "--device", "cpu", "--no-progress"], check=True, capture_output=True,
-                   env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+def search_run(search_process: tuple[Path, subprocess.Popen]) -> Path:
+    out, search = search_process
+    assert search.wait(timeout=300) == 0, (out.parent / "search.out").read_text()[-3000:]
     return out
 
 
@@ -87,6 +102,118 @@ def study(data_root: Path, search_run: Path, tmp_path_factory: pytest.TempPathFa
     done = transfer_cli(*run_args(data_root, out, f"PDARTS,{search_run}", TASKS, "--baselines", BASELINE))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return out, done.stdout
+
+
+# ---------------------------------------------------------------------------------------------- no search needed: beside it
+
+
+@pytest.mark.parametrize("change, message", [
+    (["--genotypes", "PDART"], "unknown genotype (registry name, genotype file or search run folder) 'PDART': did "
+                               "you mean PDARTS, PCDARTS, DARTS? list them with tools/transfer.py list"),
+    (["--tasks", "cifar11"], "unknown task 'cifar11': did you mean cifar10, cifar100? list them with "
+                             "tools/transfer.py list"),
+    (["--baselines", "resnet5"], "unknown baseline 'resnet5': did you mean resnet50? list them with "
+                                 "tools/transfer.py list"),
+    (["--tasks", "market1501>market1501"], "cross-dataset task 'market1501>market1501': source and target are the "
+                                           "same; use the task 'market1501'"),
+    (["--tasks", "coco-retinanet"], "coco-retinanet starts from ImageNet weights of PDARTS: add imagenet to --tasks "
+                                    "or give --pretrained PDARTS=FILE"),
+    (["--pretrained", "PDARTS=missing.pth"], "--pretrained PDARTS=missing.pth: no such file"),
+    (["--set", "imagenet.epochs=ten"], "--set imagenet.epochs=ten: expected an integer"),
+    (["--set", "imagenet.input_size=64x32"], "--set imagenet.input_size=64x32: tools/train_imagenet.py trains square "
+                                             "crops (--input-size S)"),
+    (["--set", "coco.lr=1"], "--set 'coco.lr=1': 'coco' is not one of --tasks (imagenet)"),
+], ids=["genotype", "task", "baseline", "cross-dataset", "no-imagenet-weights", "pretrained-file", "set-value",
+        "set-size", "set-task"])
+def test_bad_input_stops_before_anything_runs(data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              change: list[str], message: str) -> None:
+    args = run_args(data_root, tmp_path / "study", "PDARTS", "imagenet")
+    flag, value = change
+    args = [*args[:args.index(flag) + 1], value, *args[args.index(flag) + 2:]] if flag in args else [*args, *change]
+    assert transfer.main(args) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+    assert not (tmp_path / "study").exists()
+
+
+def test_missing_data_and_foreign_folders_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = write_cifar10(tmp_path / "data", n_train=10, n_test=10)
+    assert transfer.main(run_args(root, tmp_path / "a", "PDARTS", "cifar10,market1501")) == 2
+    assert capsys.readouterr().err == (f"error: no market1501 data in {root}: market1501 is missing (expected "
+                                       "torchreid's root holding market1501/Market-1501-v15.09.15/)\n")
+    assert transfer.main(run_args(root, tmp_path / "b", "PDARTS", "imagenet")) == 2
+    assert capsys.readouterr().err == (f"error: no imagenet data: {root}/imagenet is not a folder (expected "
+                                       "train/<class>/*.JPEG and val/<class>/*.JPEG; ROOT/imagenet or --data "
+                                       "imagenet=PATH)\n")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "notes.txt").write_text("mine")
+    assert transfer.main(run_args(root, tmp_path / "c", "PDARTS", "cifar10")) == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'c'} is not empty and holds no study (study.json): "
+                                       "choose another --out\n")
+
+
+def test_pivot_ranks_and_kendall_tau(tmp_path: Path) -> None:
+    """Three genotypes in proxy order on ImageNet (tau 1), reversed on Market-1501 (tau -1); a baseline ranks too."""
+    saved = {"tasks": ["cifar10", "imagenet", "market1501"],
+             "rows": [{"name": n, "kind": "genotype"} for n in "abc"] + [{"name": "base", "kind": "baseline"}]}
+    lines = [dict(genotype=g, task=t, dataset=d, metric=m, value=v, higher_is_better=True)
+             for g, c10, imnet, rank1 in (("a", 90, 70, 50), ("b", 92, 72, 40), ("c", 94, 74, 30), ("base", 93, 74, 60))
+             for t, d, m, v in (("cifar10", "cifar10", "top1", c10), ("imagenet", "imagenet", "top1", imnet),
+                                ("market1501", "market1501", "rank1", rank1), ("market1501", "market1501", "mAP", 1))]
+    header, rows = report.pivot(lines, saved)
+    assert header == ["genotype", "cifar10 top1", "imagenet top1", "market1501 rank1", "market1501 mAP", "mean rank"]
+    assert rows[2] == ["c", "94.00 (1)", "74.00 (1)", "30.00 (4)", "1.00 (1)", "1.75"]
+    assert rows[3] == ["base", "93.00 (2)", "74.00 (1)", "60.00 (1)", "1.00 (1)", "1.25"]
+    taus = report.plot(lines, saved, tmp_path / "p.svg")
+    assert taus == {("imagenet", "top1"): pytest.approx(1.0), ("market1501", "rank1"): pytest.approx(-1.0)}
+    assert "Kendall" in (tmp_path / "p.svg").read_text()
+
+
+def test_slurm_jobs_wait_for_their_imagenet_job(data_root: Path, tmp_path: Path) -> None:
+    """Through submitit, with a stand-in sbatch that records each job script (no cluster here)."""
+    pytest.importorskip("submitit")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "sbatch").write_text('#!/bin/bash\nn=$(ls "$(dirname "$0")"/job*.sh 2>/dev/null | wc -l)\n'
+                                    'cp "$1" "$(dirname "$0")/job$((n + 1)).sh"\n'
+                                    'echo "Submitted batch job $((n + 1))"\n')
+    for tool in ("srun", "sbatch"):
+        (bin_dir / tool).chmod(0o755)
+    out = tmp_path / "slurm-study"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    done = subprocess.run([sys.executable, str(TOOL), *run_args(data_root, out, "PDARTS", "imagenet,market1501"),
+                           "--launcher", "slurm", "--partition", "gpu"], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert state(out, "PDARTS/imagenet")["state"] == "queued" and state(out, "PDARTS/imagenet")["job_id"] == "1"
+    assert state(out, "PDARTS/market1501")["job_id"] == "2"
+    first, second = (bin_dir / "job1.sh").read_text(), (bin_dir / "job2.sh").read_text()
+    assert "#SBATCH --partition=gpu" in first and "--dependency" not in first
+    assert "#SBATCH --dependency=afterok:1" in second and "#SBATCH --kill-on-invalid-dep=yes" in second
+
+
+def test_broken_data_fails_its_cell_alone(tmp_path: Path) -> None:
+    """An ImageNet folder without val/: that cell fails with its tool's error line, the ReID cell waiting for it is
+    blocked with the reason, CIFAR-10 finishes."""
+    root = tmp_path / "data"
+    write_cifar10(root, n_train=32, n_test=16)
+    write_imagenet_folder(root / "imagenet", per_class=2)
+    shutil.rmtree(root / "imagenet" / "val")
+    write_market1501(root)
+    out = tmp_path / "broken"
+    done = transfer_cli(*run_args(root, out, "PDARTS", "cifar10,imagenet,market1501"))
+    assert done.returncode == 1, done.stdout + done.stderr
+    reason = f"error: no {root}/imagenet/val: --data needs train/<class>/*.JPEG and val/<class>/*.JPEG folders"
+    assert state(out, "PDARTS/imagenet")["state"] == "failed" and state(out, "PDARTS/imagenet")["exit_code"] == 2
+    assert state(out, "PDARTS/imagenet")["error"] == reason
+    assert state(out, "PDARTS/market1501")["state"] == "blocked"
+    assert state(out, "PDARTS/market1501")["error"] == f"waits for PDARTS/imagenet, which is failed: {reason}"
+    assert state(out, "PDARTS/cifar10")["state"] == "finished"
+    assert {(r["genotype"], r["task"]) for r in results(out)} == {("PDARTS", "cifar10")}
+    assert f"2 cells did not finish: tools/transfer.py status {out} says why" in done.stdout
+
+
+# ---------------------------------------------------------------------------------------------- the shared study
 
 
 ROWS = ("PDARTS", "pdarts-digits-tiny", BASELINE)
@@ -183,17 +310,20 @@ def test_status_names_every_cell(study: tuple[Path, str], capsys: pytest.Capture
     assert "PDARTS/coco-retinanet  finished" in shown
 
 
-def test_another_study_in_the_same_folder_is_refused(study: tuple[Path, str], data_root: Path,
+def test_another_study_in_the_same_folder_is_refused(study: tuple[Path, str], data_root: Path, search_run: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     out, _ = study
     assert transfer.main(run_args(data_root, out, "PDARTS", "cifar10")) == 2
     assert capsys.readouterr().err == (
-        f"error: {out} holds a different study: rows ['PDARTS', 'pdarts-digits-tiny', 'resnet50'] there, ['PDARTS'] "
-        "now; tasks ['cifar10', 'imagenet', 'coco-retinanet', 'market1501'] there, ['cifar10'] now; settings of "
-        "cifar10 differ. Same arguments continue it; or use another --out\n")
+        f"error: {out} holds another study: rows PDARTS,pdarts-digits-tiny,{BASELINE} there, PDARTS now; tasks "
+        f"{TASKS} there, cifar10 now (the same arguments continue it)\n")
+    assert transfer.main(run_args(data_root, out, f"PDARTS,{search_run}", TASKS, "--baselines", BASELINE,
+                                  "--set", "imagenet.epochs=2")) == 2
+    assert capsys.readouterr().err == (f"error: {out} holds another study: settings of imagenet differ (the same "
+                                       "arguments continue it)\n")
 
 
-# ---------------------------------------------------------------------------------------------- kill and failures
+# ---------------------------------------------------------------------------------------------- a killed study
 
 
 def test_a_killed_study_continues_with_the_same_results(study: tuple[Path, str], data_root: Path,
@@ -220,120 +350,3 @@ def test_a_killed_study_continues_with_the_same_results(study: tuple[Path, str],
     uninterrupted = {(r["task"], r["metric"]): r["value"] for r in results(study[0])
                      if r["genotype"] == "PDARTS" and r["task"] in ("imagenet", "cifar10")}
     assert mine == uninterrupted and len(mine) == 8
-
-
-def test_broken_data_fails_its_cells_alone(study: tuple[Path, str], tmp_path: Path) -> None:
-    """An ImageNet folder without val/ and a Market-1501 folder without query/: those cells fail with their tool's
-    error line, the cell waiting for the failed ImageNet cell is blocked, CIFAR-10 finishes."""
-    root = tmp_path / "data"
-    write_cifar10(root, n_train=32, n_test=16)
-    write_imagenet_folder(root / "imagenet", per_class=2)
-    shutil.rmtree(root / "imagenet" / "val")
-    shutil.rmtree(write_market1501(root) / "query")
-    out, weights = tmp_path / "broken", study[0] / "PDARTS/imagenet/run/model_final.pth"
-    done = transfer_cli(*run_args(root, out, "PDARTS,DARTS_V2", "cifar10,imagenet,market1501",
-                                  "--pretrained", f"PDARTS={weights}"))
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert state(out, "PDARTS/cifar10")["state"] == state(out, "DARTS_V2/cifar10")["state"] == "finished"
-    imagenet = state(out, "PDARTS/imagenet")
-    assert imagenet["state"] == "failed" and imagenet["exit_code"] == 2
-    assert imagenet["error"] == (f"error: no {root}/imagenet/val: --data needs train/<class>/*.JPEG and "
-                                 "val/<class>/*.JPEG folders")
-    market = state(out, "PDARTS/market1501")
-    assert market["state"] == "failed" and market["error"].startswith("error: cannot read dataset(s) market1501")
-    blocked = state(out, "DARTS_V2/market1501")
-    assert blocked["state"] == "blocked" and blocked["error"] == (
-        f"waits for DARTS_V2/imagenet, which is failed: error: no {root}/imagenet/val: --data needs "
-        "train/<class>/*.JPEG and val/<class>/*.JPEG folders")
-    assert {(r["genotype"], r["task"]) for r in results(out)} == {("PDARTS", "cifar10"), ("DARTS_V2", "cifar10")}
-
-
-# ---------------------------------------------------------------------------------------------- bad input
-
-
-@pytest.mark.parametrize("change, message", [
-    (["--genotypes", "PDART"], "unknown genotype (registry name, genotype file or search run folder) 'PDART': did "
-                               "you mean PDARTS, PCDARTS, DARTS? list them with tools/transfer.py list"),
-    (["--tasks", "cifar11"], "unknown task 'cifar11': did you mean cifar10, cifar100? list them with "
-                             "tools/transfer.py list"),
-    (["--baselines", "resnet5"], "unknown baseline 'resnet5': did you mean resnet50? list them with "
-                                 "tools/transfer.py list"),
-    (["--tasks", "market1501>market1501"], "cross-dataset task 'market1501>market1501': source and target are the "
-                                           "same; use the task 'market1501'"),
-    (["--tasks", "coco-retinanet"], "coco-retinanet starts from ImageNet weights of PDARTS: add imagenet to --tasks "
-                                    "or give --pretrained PDARTS=FILE"),
-    (["--pretrained", "PDARTS=missing.pth"], "--pretrained PDARTS=missing.pth: no such file"),
-    (["--set", "imagenet.epochs=ten"], "--set imagenet.epochs=ten: expected an integer"),
-    (["--set", "imagenet.input_size=64x32"], "--set imagenet.input_size=64x32: tools/train_imagenet.py trains square "
-                                             "crops (--input-size S)"),
-    (["--set", "coco.lr=1"], "--set 'coco.lr=1': 'coco' is not one of --tasks (imagenet)"),
-], ids=["genotype", "task", "baseline", "cross-dataset", "no-imagenet-weights", "pretrained-file", "set-value",
-        "set-size", "set-task"])
-def test_bad_input_stops_before_anything_runs(data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                              change: list[str], message: str) -> None:
-    args = run_args(data_root, tmp_path / "study", "PDARTS", "imagenet")
-    flag, value = change
-    args = [*args[:args.index(flag) + 1], value, *args[args.index(flag) + 2:]] if flag in args else [*args, *change]
-    assert transfer.main(args) == 2
-    assert capsys.readouterr().err == f"error: {message}\n"
-    assert not (tmp_path / "study").exists()
-
-
-def test_missing_data_and_foreign_folders_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    root = write_cifar10(tmp_path / "data", n_train=10, n_test=10)
-    assert transfer.main(run_args(root, tmp_path / "a", "PDARTS", "cifar10,market1501")) == 2
-    assert capsys.readouterr().err == (f"error: no market1501 data in {root}: market1501 is missing (expected "
-                                       "torchreid's root holding market1501/Market-1501-v15.09.15/)\n")
-    assert transfer.main(run_args(root, tmp_path / "b", "PDARTS", "imagenet")) == 2
-    assert capsys.readouterr().err == (f"error: no imagenet data: {root}/imagenet is not a folder (expected "
-                                       "train/<class>/*.JPEG and val/<class>/*.JPEG; ROOT/imagenet or --data "
-                                       "imagenet=PATH)\n")
-    (tmp_path / "c").mkdir()
-    (tmp_path / "c" / "notes.txt").write_text("mine")
-    assert transfer.main(run_args(root, tmp_path / "c", "PDARTS", "cifar10")) == 2
-    assert capsys.readouterr().err == (f"error: {tmp_path / 'c'} is not empty and holds no study (study.json): "
-                                       "choose another --out\n")
-
-
-# ---------------------------------------------------------------------------------------------- report, Slurm
-
-
-def test_pivot_ranks_and_kendall_tau(tmp_path: Path) -> None:
-    """Three genotypes in proxy order on ImageNet (tau 1), reversed on Market-1501 (tau -1); a baseline ranks too."""
-    saved = {"tasks": ["cifar10", "imagenet", "market1501"],
-             "rows": [{"name": n, "kind": "genotype"} for n in "abc"] + [{"name": "base", "kind": "baseline"}]}
-    lines = [dict(genotype=g, task=t, dataset=d, metric=m, value=v, higher_is_better=True)
-             for g, c10, imnet, rank1 in (("a", 90, 70, 50), ("b", 92, 72, 40), ("c", 94, 74, 30), ("base", 93, 74, 60))
-             for t, d, m, v in (("cifar10", "cifar10", "top1", c10), ("imagenet", "imagenet", "top1", imnet),
-                                ("market1501", "market1501", "rank1", rank1), ("market1501", "market1501", "mAP", 1))]
-    header, rows = report.pivot(lines, saved)
-    assert header == ["genotype", "cifar10 top1", "imagenet top1", "market1501 rank1", "market1501 mAP", "mean rank"]
-    assert rows[2] == ["c", "94.00 (1)", "74.00 (1)", "30.00 (4)", "1.00 (1)", "1.75"]
-    assert rows[3] == ["base", "93.00 (2)", "74.00 (1)", "60.00 (1)", "1.00 (1)", "1.25"]
-    taus = report.plot(lines, saved, tmp_path / "p.svg")
-    assert taus == {("imagenet", "top1"): pytest.approx(1.0), ("market1501", "rank1"): pytest.approx(-1.0)}
-    assert "Kendall" in (tmp_path / "p.svg").read_text()
-
-
-def test_slurm_jobs_wait_for_their_imagenet_job(data_root: Path, tmp_path: Path) -> None:
-    """Through submitit, with a stand-in sbatch that records each job script (no cluster here)."""
-    pytest.importorskip("submitit")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
-    (bin_dir / "sbatch").write_text('#!/bin/bash\nn=$(ls "$(dirname "$0")"/job*.sh 2>/dev/null | wc -l)\n'
-                                    'cp "$1" "$(dirname "$0")/job$((n + 1)).sh"\n'
-                                    'echo "Submitted batch job $((n + 1))"\n')
-    for tool in ("srun", "sbatch"):
-        (bin_dir / tool).chmod(0o755)
-    out = tmp_path / "slurm-study"
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    done = subprocess.run([sys.executable, str(TOOL), *run_args(data_root, out, "PDARTS", "imagenet,market1501"),
-                           "--launcher", "slurm", "--partition", "gpu"], capture_output=True, text=True, env=env,
-                          timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert state(out, "PDARTS/imagenet")["state"] == "queued" and state(out, "PDARTS/imagenet")["job_id"] == "1"
-    assert state(out, "PDARTS/market1501")["job_id"] == "2"
-    first, second = (bin_dir / "job1.sh").read_text(), (bin_dir / "job2.sh").read_text()
-    assert "#SBATCH --partition=gpu" in first and "--dependency" not in first
-    assert "#SBATCH --dependency=afterok:1" in second and "#SBATCH --kill-on-invalid-dep=yes" in second
