@@ -14,13 +14,10 @@ from typing import Any
 
 from .errors import StudyError
 from .grid import Cell, Env
-from .rows import GENOTYPE
+from .rows import BASELINES, GENOTYPE
 from .settings import TaskSettings
 
 CONFIG = "config.py"
-# detection_configs/<detector>_<backbone>_fpn_1x_coco.py: the searched cell's and the baselines' (MMDetection's ResNet
-# and MobileNetV2 started from the timm ImageNet checkpoints of tools/train_imagenet.py).
-BACKBONES = {GENOTYPE: "pdarts", "resnet50": "r50", "mobilenetv2": "mobilenetv2"}
 OUT_INDICES = {"retinanet": (1, 2, 3), "faster-rcnn": (0, 1, 2, 3)}
 NUM_CLASSES = {"retinanet": "model.bbox_head.num_classes", "faster-rcnn": "model.roi_head.bbox_head.num_classes"}
 BASE_SCALE = [800, 1333]   # H, W of the 1x configs' Resize (scale=(1333, 800), keep_ratio)
@@ -53,8 +50,8 @@ def config_text(cell: Cell, s: TaskSettings, root: Path, env: Env) -> str:
     detector, v = cell.task.detector, s.values
     classes = coco_classes(root)
     cfg: dict[str, Any] = {}
-    backbone = BACKBONES[GENOTYPE if cell.row.kind == GENOTYPE else cell.row.name]
-    base = env.repo / "detection_configs" / f"{detector}_{backbone}_fpn_1x_coco.py"
+    backbone = "pdarts" if cell.row.kind == GENOTYPE else BASELINES[cell.row.name]["mmdet"]
+    base = env.repo / "detection_configs" / f"{detector}_{backbone}_fpn_1x_coco.py"  # the shipped configs
     _put(cfg, "model.backbone.init_cfg", dict(type="Pretrained", checkpoint=str(cell.weights)))
     if cell.row.kind == GENOTYPE:
         _put(cfg, "model.backbone", dict(genotype=cell.row.spec, init_channels=v["channels"], layers=v["cells"]))

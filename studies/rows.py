@@ -14,10 +14,11 @@ from .errors import StudyError, unknown
 GENOTYPE, BASELINE = "genotype", "baseline"
 SEARCH_RESULT = "genotype.json"
 
-# Each ecosystem's own reference network for a baseline row (detection configs: studies/detection.py).
+# Each ecosystem's own reference network for a baseline row (mmdet: detection_configs/<detector>_<it>_fpn_1x_coco.py,
+# MMDetection's ResNet-50 / MobileNetV2 started from the timm ImageNet checkpoint).
 BASELINES: dict[str, dict[str, str]] = {
-    "resnet50": {"timm": "resnet50", "torchreid": "resnet50"},
-    "mobilenetv2": {"timm": "mobilenetv2_100", "torchreid": "mobilenetv2_x1_0"},
+    "resnet50": {"timm": "resnet50", "mmdet": "r50", "torchreid": "resnet50"},
+    "mobilenetv2": {"timm": "mobilenetv2_100", "mmdet": "mobilenetv2", "torchreid": "mobilenetv2_x1_0"},
 }
 
 

@@ -154,8 +154,8 @@ def _report(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     print("genotypes (or a genotype.json file, or a search run folder):", ", ".join(available_genotypes()))
-    print("baselines:", ", ".join(f"{name} ({', '.join(f'{k} {v}' for k, v in nets.items())})"
-                                  for name, nets in BASELINES.items()))
+    print("baselines (each ecosystem's own network; mmdet: detection_configs/*_<it>_fpn_1x_coco.py):",
+          ", ".join(f"{name} ({', '.join(f'{k} {v}' for k, v in nets.items())})" for name, nets in BASELINES.items()))
     print("tasks (tool; shared keys for --set):")
     for task in TASKS.values():
         print(f"  {task.name:18} {TOOL_SCRIPTS[task.tool]}; {', '.join(SHARED_KEYS[task.tool])}")
