@@ -88,7 +88,8 @@ def run_local(study: Study, lock_fd: int, retry_failed: bool, say: Say, after_ce
             say(f"{where}: {skip or 'blocked, ' + blocked}")
             continue
         attempt = int(read_status(cell.folder).get("attempts", 0)) + 1
-        say(f"{where}: running {cell.folder / 'command.sh'}" + (f" (attempt {attempt})" if attempt > 1 else ""))
+        again = f", attempt {attempt}" if attempt > 1 else ""
+        say(f"{where}: running {cell.folder / 'command.sh'} (output: stdout.log, stderr.log{again})")
         start = time.monotonic()
         status = run_cell(cell.folder, (lock_fd,))
         outcome = "finished" if status["state"] == FINISHED else f"failed: {status['error']}"

@@ -104,7 +104,7 @@ def study(data_root: Path, search_run: Path, tmp_path_factory: pytest.TempPathFa
     return out, done.stdout
 
 
-# ---------------------------------------------------------------------------------------------- no search needed: beside it
+# ------------------------------------------------------------------------------ no search needed: run beside it
 
 
 @pytest.mark.parametrize("change, message", [
@@ -194,10 +194,11 @@ def test_slurm_jobs_wait_for_their_imagenet_job(data_root: Path, tmp_path: Path)
 
 def test_broken_data_fails_its_cell_alone(tmp_path: Path) -> None:
     """An ImageNet folder without val/: that cell fails with its tool's error line, the ReID cell waiting for it is
-    blocked with the reason, CIFAR-10 finishes."""
+    blocked with the reason, CIFAR-10 finishes. Run again, the failed cell stays failed; with --retry-failed (the
+    data fixed) it runs, and so does the cell that waited for it."""
     root = tmp_path / "data"
     write_cifar10(root, n_train=32, n_test=16)
-    write_imagenet_folder(root / "imagenet", per_class=2)
+    write_imagenet_folder(root / "imagenet", per_class=4)
     shutil.rmtree(root / "imagenet" / "val")
     write_market1501(root)
     out = tmp_path / "broken"
@@ -211,6 +212,15 @@ def test_broken_data_fails_its_cell_alone(tmp_path: Path) -> None:
     assert state(out, "PDARTS/cifar10")["state"] == "finished"
     assert {(r["genotype"], r["task"]) for r in results(out)} == {("PDARTS", "cifar10")}
     assert f"2 cells did not finish: tools/transfer.py status {out} says why" in done.stdout
+    again = transfer_cli(*run_args(root, out, "PDARTS", "cifar10,imagenet,market1501"))
+    assert again.returncode == 1
+    assert f"PDARTS/imagenet: failed earlier ({reason}); --retry-failed runs it again" in again.stdout
+    write_imagenet_folder(root / "imagenet", per_class=4)  # the data fixed: the failed cell and its dependant run
+    cifar = files_of(out / "PDARTS/cifar10")
+    retried = transfer_cli(*run_args(root, out, "PDARTS", "cifar10,imagenet,market1501", "--retry-failed"))
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    assert [state(out, f"PDARTS/{t}")["state"] for t in ("imagenet", "market1501")] == ["finished", "finished"]
+    assert state(out, "PDARTS/imagenet")["attempts"] == 2 and files_of(out / "PDARTS/cifar10") == cifar
 
 
 # ---------------------------------------------------------------------------------------------- the shared study
