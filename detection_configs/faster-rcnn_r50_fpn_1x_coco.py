@@ -1,13 +1,10 @@
 # Faster R-CNN + FPN with ResNet-50 on COCO 2017, 1x schedule: MMDetection's config, the backbone initialised from a
 # timm resnet50 ImageNet checkpoint (tools/train_imagenet.py --model resnet50; ResNetFromTimm, backbones/mmdet_timm.py:
-# MMDetection's ResNet, every weight checked). The other detection configs of ours inherit this one for what they
-# all add: MetricsJsonHook (metrics.json after the test, a work dir of another run refused), CocoFormatDataset (the
-# classes of the annotation file unless metainfo sets them) and MMDetection's NumClassCheckHook.
+# MMDetection's ResNet, every weight checked), with what all our configs add (_base_/transfer_runtime.py: hooks,
+# imports; here CocoFormatDataset: the classes of the annotation file unless metainfo sets them). The PDARTS and
+# MobileNetV2 configs inherit this one.
 # Run from the repository root: mim train mmdet detection_configs/faster-rcnn_r50_fpn_1x_coco.py
-_base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(
-    imports=['backbones.mmdet_pdarts', 'backbones.mmdet_timm', 'backbones.mmdet_metrics', 'backbones.mmdet_datasets'],
-    allow_failed_imports=False)
+_base_ = ['mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py', './_base_/transfer_runtime.py']
 
 model = dict(
     backbone=dict(
@@ -17,4 +14,3 @@ model = dict(
 train_dataloader = dict(dataset=dict(type='CocoFormatDataset'))
 val_dataloader = dict(dataset=dict(type='CocoFormatDataset'))
 test_dataloader = dict(dataset=dict(type='CocoFormatDataset'))
-custom_hooks = [dict(type='NumClassCheckHook'), dict(type='MetricsJsonHook')]
