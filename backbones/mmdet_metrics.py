@@ -96,6 +96,9 @@ class MetricsJsonHook(Hook):
         meta = checkpoint.get("meta") or {}
         self.trained = {"epochs": meta.get("epoch"), "iters": meta.get("iter")}
 
+    def before_train(self, runner: Any) -> None:
+        self.trained = {}  # a test after training in this runner reports the runner's own count, not a resumed one
+
     def before_test(self, runner: Any) -> None:
         self.cost = None
         if not self.trained:  # tested right after training, in the same runner: no checkpoint was loaded

@@ -28,7 +28,7 @@ from mmengine.runner import Runner
 from mmdet.registry import DATASETS, MODELS
 
 from backbones.mmdet_datasets import CocoFormatDataset
-from backbones.mmdet_metrics import EmptyEvaluationError, WorkDirError
+from backbones.mmdet_metrics import WorkDirError
 from backbones.mmdet_pdarts import PDARTSNet  # the import allow-lists MMEngine's checkpoint classes
 from backbones.timm_convert import ConversionError, mobilenetv2_to_mmdet, resnet_from_timm
 from datagen import write_coco
