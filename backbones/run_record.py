@@ -23,9 +23,10 @@ METRICS = "metrics.json"
 GENOTYPE_FILES = ("genotype.json", "genotype.txt")  # what tools/search.py writes into its run folder
 
 
-def metric(name: str, value: float, dataset: str, higher_is_better: bool = True) -> dict[str, Any]:
-    """One entry of ``metrics``."""
-    return {"name": name, "value": float(value), "higher_is_better": higher_is_better, "dataset": dataset}
+def metric(name: str, value: float | None, dataset: str, higher_is_better: bool = True) -> dict[str, Any]:
+    """One entry of ``metrics`` (``value`` None: not defined on this data, e.g. COCO's AP of a size it lacks)."""
+    return {"name": name, "value": None if value is None else float(value), "higher_is_better": higher_is_better,
+            "dataset": dataset}
 
 
 def write_metrics(folder: str | Path, record: dict[str, Any]) -> Path:

@@ -157,22 +157,6 @@ def test_imagenet_weights_load_into_the_trunk(tmp_path: Path, monkeypatch: pytes
 # ------------------------------------------------------------------------------------------ baselines
 
 
-@pytest.fixture(scope="module")
-def timm_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """tools/train_imagenet.py-style files of timm resnet50 and mobilenetv2_100, BatchNorm statistics randomised."""
-    folder, files = tmp_path_factory.mktemp("timm"), {}
-    torch.manual_seed(0)
-    for arch in ("resnet50", "mobilenetv2_100"):
-        model = timm.create_model(arch, num_classes=3)
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-1, 1)
-                m.running_var.uniform_(0.5, 2)
-        files[arch] = folder / f"{arch}.pth"
-        torch.save({"state_dict": model.state_dict(), "arch": arch, "model_args": {"num_classes": 3}}, files[arch])
-    return files
-
-
 @pytest.mark.parametrize("name, arch", [("resnet50", "resnet50"), ("mobilenetv2_x1_0", "mobilenetv2_100")])
 def test_baselines_load_timm_imagenet_weights(name: str, arch: str, timm_checkpoints: dict[str, Path]) -> None:
     """The converted weights compute timm's pooled features exactly (mobilenetv2's extra first 1x1 conv: identity)."""
