@@ -78,11 +78,15 @@ def run_cell(folder: Path, keep_fds: tuple[int, ...] = ()) -> dict[str, Any]:
 
 
 def metrics_problem(path: Path) -> str | None:
-    """Why ``metrics.json`` cannot be used (None when it can): each metric needs a name and a finite value."""
+    """Why ``metrics.json`` cannot be used (None when it can): each metric has a name and a finite value or null
+    (not defined, e.g. COCO's AP of large objects where there are none), at least one a value."""
     try:
         metrics = json.loads(path.read_text())["metrics"]
-        if not metrics or not all(isinstance(m["name"], str) and math.isfinite(float(m["value"])) for m in metrics):
-            return f"{path.name} holds no usable metric"
+        values = [m["value"] for m in metrics if isinstance(m["name"], str)]
+        if len(values) != len(metrics) or not any(v is not None for v in values):
+            return f"{path.name} holds no metric"
+        if not all(v is None or math.isfinite(float(v)) for v in values):
+            return f"{path.name} holds a metric that is not a finite number: {values}"
     except (OSError, ValueError, KeyError, TypeError) as e:
         return f"{path.name} is not a tool's metrics file: {type(e).__name__}: {e}"
     return None

@@ -26,7 +26,7 @@ def collect(out: Path, study: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         record = json.loads((folder / METRICS).read_text())
         size = record.get("input_size")
-        for metric in record["metrics"]:
+        for metric in (m for m in record["metrics"] if m["value"] is not None):  # None: not defined here
             lines.append({
                 "genotype": cell["row"], "task": cell["task"], "dataset": metric.get("dataset", record.get("dataset")),
                 "metric": metric["name"], "value": float(metric["value"]),

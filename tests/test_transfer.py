@@ -29,7 +29,7 @@ import transfer  # noqa: E402  (tools/transfer.py)
 
 from studies import report  # noqa: E402
 
-BASELINE, BASELINE_TIMM = "resnet50", "resnet50"
+BASELINE, BASELINE_TIMM = "mobilenetv2", "mobilenetv2_100"
 TASKS = "cifar10,imagenet,coco-retinanet,market1501"
 HEADLINE = {"cifar10": ["top1"], "imagenet": ["top1"], "coco-retinanet": ["bbox_mAP"], "market1501": ["rank1", "mAP"]}
 
