@@ -130,7 +130,9 @@ def _reid(cell: Cell, s: TaskSettings, data: dict[str, Path], env: Env) -> tuple
     if env.gpus == 0:
         args += _pairs("use_gpu", "False")
     args += [(key, "True" if value is None else value) for key, value in s.raw]
+    one_device = ["# torchreid's engine trains on one device, whatever the study's --gpus"] if env.gpus > 1 else []
     body = "\n".join([
+        *one_device,
         f"if [ ! -e {RUN}/metrics.json ]; then",
         "  resume=()",
         f"  last=$(ls -v {RUN}/model/model.pth.tar-* 2>/dev/null | tail -n 1 || true)",

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .cells import BLOCKED, FAILED, FINISHED, now, read_status, run_cell, write_status
+from .cells import BLOCKED, FAILED, FINISHED, QUEUED, RUNNING, now, read_status, run_cell, write_status
 from .errors import StudyError
 from .grid import Cell, Study
 
@@ -65,6 +65,13 @@ def skip_reason(cell: Cell, retry_failed: bool) -> str | None:
     return None
 
 
+def _in_slurm(cell: Cell) -> str | None:
+    status = read_status(cell.folder)
+    if status.get("state") in (QUEUED, RUNNING) and status.get("job_id"):
+        return f"{status['state']} in Slurm as job {status['job_id']} (scancel it to run the cell here)"
+    return None
+
+
 def blocked_reason(cell: Cell, submitted: dict[str, str]) -> str | None:
     """Why ``cell`` cannot start (its ImageNet cell did not finish and is not on its way), else None."""
     if cell.depends_on is None or cell.depends_on.key in submitted:
@@ -77,10 +84,11 @@ def blocked_reason(cell: Cell, submitted: dict[str, str]) -> str | None:
 
 
 def run_local(study: Study, lock_fd: int, retry_failed: bool, say: Say, after_cell: Callable[[], None]) -> int:
-    """Run every cell that is not finished, in dependency order; the number of cells left unfinished."""
+    """Run every cell that is not finished, in dependency order; the number of cells left unfinished. Cells
+    submitted to Slurm (queued or running there) are left to their job."""
     for i, cell in enumerate(study.cells, 1):
         where = f"[{i}/{len(study.cells)}] {cell.key}"
-        skip = skip_reason(cell, retry_failed)
+        skip = skip_reason(cell, retry_failed) or _in_slurm(cell)
         blocked = None if skip else blocked_reason(cell, {})
         if skip or blocked:
             if blocked:
