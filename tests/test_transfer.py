@@ -214,6 +214,31 @@ def test_slurm_jobs_wait_for_their_imagenet_job(data_root: Path, tmp_path: Path,
     assert "#SBATCH --dependency=afterok:1" in second and "#SBATCH --kill-on-invalid-dep=yes" in second
 
 
+def test_dry_run_writes_the_papers_commands(data_root: Path, tmp_path: Path) -> None:
+    """--preset paper --gpus 8 --dry-run: every cell's command at the tools' own defaults, launched per GPU; nothing
+    runs."""
+    out = tmp_path / "paper"
+    done = transfer_cli("run", "--genotypes", "PDARTS", "--baselines", "resnet50", "--tasks",
+                        "imagenet,coco-retinanet,market1501", "--data-root", str(data_root), "--out", str(out),
+                        "--gpus", "8", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    imagenet = (out / "PDARTS/imagenet/command.sh").read_text()
+    assert "torchrun --standalone --nproc_per_node=8" in imagenet and "--input-size 224" in imagenet
+    assert "--epochs 250" in imagenet and "--auxiliary-weight" not in imagenet  # the paper's auxiliary head stays
+    detection = (out / "PDARTS/coco-retinanet/command.sh").read_text()
+    assert "--launcher pytorch --gpus 8" in detection and "--checkpoint run/epoch_12.pth" in detection
+    config = (out / "PDARTS/coco-retinanet/config.py").read_text()
+    assert "pipeline" not in config and "train_cfg" not in config and "param_scheduler" not in config  # 1x as shipped
+    assert "init_channels=48" in config and "in_channels=[192, 384, 768]" in config
+    baseline = (out / "resnet50/coco-retinanet/config.py").read_text()
+    assert "retinanet_r50_fpn_1x_coco.py" in baseline and "init_channels" not in baseline
+    reid = (out / "resnet50/market1501/command.sh").read_text()
+    assert "one device" in reid and "model.name resnet50" in reid and "train.max_epoch 60" in reid
+    assert {state(out, f"{r}/{t}")["state"] for r in ("PDARTS", "resnet50") for t in ("imagenet", "market1501")} == {
+        "pending"}
+    assert not list(out.glob("*/*/run"))
+
+
 def test_broken_data_fails_its_cell_alone(tmp_path: Path) -> None:
     """An ImageNet folder without val/: that cell fails with its tool's error line, the ReID cell waiting for it is
     blocked with the reason, CIFAR-10 finishes. Run again, the failed cell stays failed; with --retry-failed (the
