@@ -24,7 +24,7 @@ $(CORE): pyproject.toml constraints.txt
 $(STAMP): $(CORE) tools/build_mmcv.sh
 	$(PY) -m pip install -c constraints.txt -e ".[timm,export,dev]"
 	bash tools/build_mmcv.sh $(VENV)
-	$(PY) -m pip install -c constraints.txt -e ".[mmdet,reid]"
+	$(PY) -m pip install -c constraints.txt -e ".[mmdet,reid,slurm]"
 	$(PY) -m pip install -c constraints.txt --no-deps openmim==0.3.9
 	touch $@
 

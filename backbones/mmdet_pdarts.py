@@ -13,18 +13,16 @@ m = nodes concatenated per cell, 4 for DARTS-space genotypes; C=48 gives 48, 192
 Stage 0 is the two stems, stage 1 the cells before the first reduction cell, stage 2 the cells from
 it to level 2's tap, stage 3 the cells from the second reduction cell on. Importing this module also
 allow-lists, for ``torch.load(weights_only=True)``, what MMEngine's own checkpoints hold
-(:func:`allow_mmengine_checkpoints`).
+(:mod:`backbones.mmdet_checkpoints`).
 """
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Optional, Sequence
 
-import numpy as np
 import torch
 from mmdet.registry import MODELS
-from mmengine.logging import HistoryBuffer, print_log
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
@@ -32,45 +30,11 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from pdarts_wild.checkpoints import checkpoint_contents, load_weights, read_checkpoint, trunk_weights
 from pdarts_wild.networks import NetworkImageNet, check_input_size
+from pdarts_wild.zoo import resolve_genotype
+
+from . import mmdet_checkpoints  # noqa: F401  (allow-lists MMEngine's checkpoint classes)
 
 LEVELS = (0, 1, 2, 3)
-
-
-# HistoryBuffer pickles its statistics methods; protocol 2 writes them as getattr(HistoryBuffer, name).
-HISTORY_BUFFER_METHODS = ("min", "max", "current", "mean")
-
-
-def history_buffer_method(owner: type, name: str) -> Callable:
-    """``getattr`` as MMEngine checkpoints call it, limited to :data:`HISTORY_BUFFER_METHODS` of ``HistoryBuffer``."""
-    if owner is HistoryBuffer and name in HISTORY_BUFFER_METHODS:
-        return getattr(HistoryBuffer, name)
-    raise pickle.UnpicklingError(f"weights_only load refuses getattr({owner!r}, {name!r})")
-
-
-def allow_mmengine_checkpoints() -> None:
-    """Let ``torch.load(weights_only=True)`` (the default since torch 2.6) read MMEngine's checkpoints.
-
-    Besides tensors and builtins they hold the message hub's ``HistoryBuffer`` objects (float64/int64
-    numpy arrays, plus the buffer's statistics methods) and numpy float64 scalars. Exactly these are
-    allowed: numpy's array and scalar rebuild functions (as numpy itself pickles them), ``ndarray``,
-    ``dtype`` and the float64/int64 dtype classes (no object arrays), ``HistoryBuffer``, and in place of
-    ``builtins.getattr`` :func:`history_buffer_method`. Any other global in a pickle is still refused.
-    """
-    torch.serialization.add_safe_globals(
-        [
-            HistoryBuffer,
-            (history_buffer_method, "builtins.getattr"),
-            np.ndarray,
-            np.dtype,
-            np.dtypes.Float64DType,
-            np.dtypes.Int64DType,
-            np.empty(0).__reduce__()[0],  # numpy's _reconstruct (module numpy._core or numpy.core)
-            np.float64(0).__reduce__()[0],  # numpy's scalar
-        ]
-    )
-
-
-allow_mmengine_checkpoints()
 
 
 @MODELS.register_module()
@@ -110,7 +74,9 @@ class PDARTSNet(BaseModule):
             raise ValueError(f"PDARTSNet needs layers >= 3 (one non-empty stage per stride), got {layers}")
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
-        net = NetworkImageNet(genotype, C=init_channels, num_classes=1, layers=layers)
+        cell = resolve_genotype(genotype)
+        self.genotype = cell.to_string()  # the DARTS string, recorded in the work dir and metrics.json
+        net = NetworkImageNet(cell, C=init_channels, num_classes=1, layers=layers)
         self.stem0, self.stem1, self.cells = net.stem0, net.stem1, net.cells
         self.stem_stride = net.stem_stride
         self.num_reductions = len(net.reduction_cells)

@@ -7,6 +7,10 @@ genotype of :data:`backbones.timm_pdarts.PUBLISHED_GENOTYPES` (``darts_v2_reid``
 classifier), global pooling, an optional FC to ``feature_dim``, an optional BN neck and a linear
 ``classifier`` over the training identities.
 
+For the baselines of the transfer study, :func:`build_baseline` builds torchreid's own ``resnet50`` and
+``mobilenetv2_x1_0`` without their download and loads a timm ImageNet checkpoint (``tools/train_imagenet.py
+--model resnet50`` / ``mobilenetv2_100``) through :mod:`backbones.timm_convert`.
+
 It also lets ``torch.load(weights_only=True)`` (the default since torch 2.6) read torchreid's own
 checkpoints (:func:`allow_torchreid_checkpoints`), so ``resume``/``load_weights`` work unchanged.
 """
@@ -29,11 +33,12 @@ from pdarts_wild.genotype import Genotype
 from pdarts_wild.networks import NetworkImageNet
 from pdarts_wild.ops import FactorizedReduce, Zero
 
+from .timm_convert import Converter, load_converted, mobilenetv2_to_torchreid, resnet_from_timm
 from .timm_pdarts import PUBLISHED_GENOTYPES
 
 __all__ = [
     "PDARTSReID", "ReIDModelError", "build_pdarts_reid", "load_imagenet_trunk", "allow_torchreid_checkpoints",
-    "MODEL_NAMES", "PRETRAINED_ENV",
+    "build_baseline", "MODEL_NAMES", "MODEL_GENOTYPES", "BASELINE_CONVERTERS", "PRETRAINED_ENV",
 ]
 
 PRETRAINED_ENV = "PDARTS_REID_PRETRAINED"  # ImageNet checkpoint for pretrained=True without pretrained_path
@@ -206,8 +211,31 @@ def _factory(genotype: str) -> Callable[..., PDARTSReID]:
     return build
 
 
-MODEL_FACTORY: dict[str, Callable[..., PDARTSReID]] = {
-    f"{g.lower()}_reid": _factory(g) for g in PUBLISHED_GENOTYPES
-}
+MODEL_GENOTYPES = {f"{g.lower()}_reid": g for g in PUBLISHED_GENOTYPES}  # pdarts_reid -> PDARTS
+MODEL_FACTORY: dict[str, Callable[..., PDARTSReID]] = {name: _factory(g) for name, g in MODEL_GENOTYPES.items()}
 MODEL_NAMES = tuple(MODEL_FACTORY)
 vars(reid_models)["__model_factory"].update(MODEL_FACTORY)
+
+# torchreid's reference networks and the timm model whose ImageNet checkpoint they take.
+BASELINE_CONVERTERS: dict[str, tuple[str, Converter]] = {
+    "resnet50": ("resnet50", resnet_from_timm), "mobilenetv2_x1_0": ("mobilenetv2_100", mobilenetv2_to_torchreid),
+}
+
+
+def build_baseline(name: str, num_classes: int, loss: str = "softmax", pretrained: bool = True, use_gpu: bool = True,
+                   pretrained_path: Optional[Union[str, Path]] = None) -> nn.Module:
+    """torchreid's model ``name``, built without torchreid's download; ``pretrained=True`` loads the timm ImageNet
+    checkpoint at ``pretrained_path`` (classifier aside, every weight must be there: :mod:`backbones.timm_convert`)."""
+    model = reid_models.build_model(name, num_classes, loss, pretrained=False, use_gpu=use_gpu)
+    if not pretrained:
+        return model
+    if name not in BASELINE_CONVERTERS:
+        raise ReIDModelError(f"no ImageNet weights for {name!r} without a download (converters for "
+                             f"{', '.join(BASELINE_CONVERTERS)}): set pretrained False (model.pretrained False)")
+    timm_name, convert = BASELINE_CONVERTERS[name]
+    if not pretrained_path:
+        raise ReIDModelError(f"pretrained=True needs a timm {timm_name} ImageNet checkpoint (tools/train_imagenet.py "
+                             f"--model {timm_name}): give pretrained_path (model.pretrained_path PATH); nothing is "
+                             "downloaded. pretrained=False trains from scratch")
+    load_converted(model, pretrained_path, convert, skip=("classifier.", "fc."))
+    return model

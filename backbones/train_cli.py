@@ -20,12 +20,22 @@ from pdarts_wild.files import atomic_write
 from pdarts_wild.genotype import GenotypeError
 from pdarts_wild.messages import unknown_name
 from pdarts_wild.search import Distributed, SearchError, init_distributed, resolve_device, run_tool
-from pdarts_wild.zoo import LISTING, resolve_genotype
+from pdarts_wild.zoo import resolve_genotype
 
+from .complexity import complexity
+from .run_record import genotype_label
 from .schedulers import SCHEDULES
+from .timm_pdarts import MODEL_NAMES as DARTS_MODELS
+from .timm_pdarts import PUBLISHED_GENOTYPES, SETTINGS, model_name
 from .training import CONFIG, Data, Trainer, TrainError, prepare_run_dir
 
 RUN_FLAGS = ("out", "resume", "device", "progress")
+TIMM_LISTING = "timm.list_models() (ours: tools/model_info.py --list)"
+# Settings of the DARTS-family models only; other timm models refuse them (the two losses' defaults become 0).
+DARTS_ONLY = {"genotype": "--genotype", "init_channels": "--init-channels", "layers": "--layers",
+              "auxiliary_weight": "--auxiliary-weight", "drop_path": "--drop-path"}
+DARTS_DEFAULTS_IGNORED = ("auxiliary_weight", "drop_path")
+PUBLISHED_CELL = {model_name(g, s): g for g in PUBLISHED_GENOTYPES for s in SETTINGS}  # pdarts_c10 -> PDARTS
 DataBuilder = Callable[[argparse.Namespace, Distributed], Data]
 # A tool's recipe: setting -> value, or a function of the settings filled in before it (dict order) whose
 # docstring the help shows.
@@ -38,7 +48,8 @@ def training_parser(prog: str, doc: str | None, defaults: Defaults) -> argparse.
                                 epilog="Settings left out take the papers' values shown above.")
     d = {k: v.__doc__ if callable(v) else v for k, v in defaults.items()}
     run = p.add_argument_group("run")
-    run.add_argument("--out", type=Path, help="run folder (default: runs/MODEL-seedN-TIME); never overwritten")
+    run.add_argument("--out", type=Path, help="run folder (default: runs/MODEL[-GENOTYPE]-seedN-TIME, GENOTYPE: the "
+                                              "--genotype name, its search folder, or 'custom'); never overwritten")
     run.add_argument("--resume", action="store_true", help="continue the training in --out from its last epoch")
     run.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
     run.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
@@ -51,8 +62,11 @@ def training_parser(prog: str, doc: str | None, defaults: Defaults) -> argparse.
     run.add_argument("--compile", action="store_true", default=None,
                      help="torch.compile the training forward (first steps slower while it compiles; see BENCHMARKS.md)")
 
-    m = p.add_argument_group("model")
-    m.add_argument("--model", help=f"registered timm model name (default: {d['model']})")
+    m = p.add_argument_group("model", "Any timm model trains (e.g. the baselines resnet50, mobilenetv2_100); the "
+                                      "options below --model apply to the DARTS-family models (pdarts_c10, "
+                                      "darts_v2_imagenet, ...) only: other models refuse them and train without an "
+                                      "auxiliary head or drop path.")
+    m.add_argument("--model", help=f"timm model name (default: {d['model']})")
     m.add_argument("--genotype", help="published genotype name (PDARTS, DARTS_V2, ...), genotype.json or DARTS string "
                                       "(default: the model's own)")
     m.add_argument("--init-channels", type=int,
@@ -83,8 +97,10 @@ def training_parser(prog: str, doc: str | None, defaults: Defaults) -> argparse.
     return p
 
 
-def run_training(args: argparse.Namespace, defaults: Defaults, build_data: DataBuilder) -> int:
-    """The tools' main: settings, run folder, model, data and loop; ``error: ...`` and exit 2 on bad input."""
+def run_training(args: argparse.Namespace, defaults: Defaults, build_data: DataBuilder, tool: str) -> int:
+    """The tools' main: settings, run folder, model, data and loop; ``error: ...`` and exit 2 on bad input.
+
+    ``tool`` names the tool in metrics.json (``train_cifar``, ``train_imagenet``)."""
     run = {k: getattr(args, k) for k in RUN_FLAGS}
     config = argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in RUN_FLAGS})
 
@@ -94,7 +110,7 @@ def run_training(args: argparse.Namespace, defaults: Defaults, build_data: DataB
         ddp = init_distributed(device)
         if ddp.world_size > 1:
             dist.barrier()  # every process has checked the run folder before the first one writes to it
-        _build_trainer(settings, run["out"], run["resume"], device, ddp, build_data, run["progress"]).run()
+        _build_trainer(settings, run["out"], run["resume"], device, ddp, build_data, run["progress"], tool).run()
 
     return run_tool(train, (DataError, GenotypeError, SearchError, TrainError),
                     lambda: f"continue with the same command plus --resume --out {run['out']}")
@@ -122,8 +138,10 @@ def _resumed(config: argparse.Namespace, run: dict[str, Any]) -> argparse.Namesp
 
 def _new(config: argparse.Namespace, defaults: Defaults, run: dict[str, Any],
          device: torch.device) -> argparse.Namespace:
-    for key, value in defaults.items():
+    for key, value in defaults.items():  # --model is filled before the DARTS settings (dict order)
         if getattr(config, key) is None:
+            if key in DARTS_DEFAULTS_IGNORED and config.model not in DARTS_MODELS:
+                value = 0.0
             setattr(config, key, value(config) if callable(value) else value)
     if config.warmup_epochs is None:
         config.warmup_epochs = 5 if config.batch_size > 256 else 0  # the authors warm up only above batch 256
@@ -131,11 +149,12 @@ def _new(config: argparse.Namespace, defaults: Defaults, run: dict[str, Any],
         config.channels_last = device.type == "cpu"
     config.amp = bool(config.amp)
     config.compile = bool(config.compile)
+    label = f"-{genotype_label(config.genotype)}" if config.genotype else ""
     _check(config, device)
     if run["out"] is None:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise TrainError("under torchrun, give --out so that every process writes to the same folder")
-        run["out"] = Path("runs") / f"{config.model}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run["out"] = Path("runs") / f"{config.model}{label}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     prepare_run_dir(run["out"], resume=False)
     return config
 
@@ -156,13 +175,21 @@ def _check(c: argparse.Namespace, device: torch.device) -> None:
     if c.amp and device.type != "cuda":
         raise TrainError("--amp needs a CUDA device")
     if not timm.is_model(c.model):
-        raise TrainError(unknown_name("model", c.model, timm.list_models("*darts*"), LISTING))
+        raise TrainError(unknown_name("model", c.model, timm.list_models(), TIMM_LISTING))
+    if c.model not in DARTS_MODELS:
+        given = [flag for key, flag in DARTS_ONLY.items() if getattr(c, key)]  # unset, or 0 for the two weights
+        if given:
+            raise TrainError(f"{', '.join(given)} only apply to the DARTS-family models (pdarts_c10, ...): "
+                             f"{c.model} is a plain timm model")
     if c.genotype is not None:
         c.genotype = resolve_genotype(c.genotype).to_string()  # names and files become the DARTS string
 
 
 def model_args(config: argparse.Namespace, num_classes: int) -> dict[str, Any]:
-    """Keyword arguments of ``timm.create_model(config.model, **model_args)``; unset sizes keep the model's."""
+    """Keyword arguments of ``timm.create_model(config.model, **model_args)``; unset sizes keep the model's.
+    Models outside the DARTS family take only ``num_classes``."""
+    if config.model not in DARTS_MODELS:
+        return {"num_classes": num_classes}
     args: dict[str, Any] = {"num_classes": num_classes, "auxiliary": config.auxiliary_weight > 0,
                             "drop_path_rate": config.drop_path}
     optional = {"genotype": config.genotype, "C": config.init_channels, "layers": config.layers}
@@ -170,13 +197,25 @@ def model_args(config: argparse.Namespace, num_classes: int) -> dict[str, Any]:
     return args
 
 
+def run_info(tool: str, config: argparse.Namespace, kwargs: dict[str, Any], data: Data) -> dict[str, Any]:
+    """The fields of metrics.json known before training: the network, its genotype, data set, size and cost."""
+    genotype = config.genotype
+    if genotype is None and config.model in PUBLISHED_CELL:
+        genotype = resolve_genotype(PUBLISHED_CELL[config.model]).to_string()
+    with torch.device("meta"):  # counted without allocating anything; the auxiliary head is left out
+        network = timm.create_model(config.model, **{k: v for k, v in kwargs.items() if k != "auxiliary"})
+    return {"tool": tool, "model": config.model, "genotype": genotype, "dataset": data.dataset,
+            "input_size": list(data.input_size), **complexity(network, data.input_size)}
+
+
 def _build_trainer(config: argparse.Namespace, out: Path, resume: bool, device: torch.device, ddp: Distributed,
-                   build_data: DataBuilder, progress: bool | None) -> Trainer:
+                   build_data: DataBuilder, progress: bool | None, tool: str) -> Trainer:
     random_seed(config.seed, ddp.rank)
     data = build_data(config, ddp)
     kwargs = model_args(config, data.num_classes)
     model = timm.create_model(config.model, **kwargs)  # importing this package registered the DARTS models
+    info = run_info(tool, config, kwargs, data) if ddp.main else {}
     if ddp.main and not resume:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write(out / CONFIG, json.dumps(vars(config), indent=2) + "\n")
-    return Trainer(config, out, model, kwargs, data, device, ddp, progress)
+    return Trainer(config, out, model, kwargs, data, device, ddp, progress, info)

@@ -1,8 +1,9 @@
 """The training loop of tools/train_cifar.py and tools/train_imagenet.py: epochs, evaluation, checkpoints, resume.
 
 A run folder holds ``config.json``, ``train.log``, ``tb/`` (TensorBoard), ``checkpoint.pt`` (written atomically
-after every epoch; ``--resume`` continues from it), ``model_best.pth`` (best test top-1) and ``model_final.pth``,
-written last: a folder that holds it is finished and never overwritten. Every file keeps the weights under
+after every epoch; ``--resume`` continues from it), ``model_best.pth`` (best test top-1), ``metrics.json`` (the final
+and best top-1/top-5, :mod:`backbones.run_record`) and ``model_final.pth``, written last: a folder that holds it is
+finished and never overwritten. Every file keeps the weights under
 ``state_dict`` (the bare model's, never DDP's), so ``timm.create_model(arch, pretrained=True, **model_args,
 pretrained_cfg_overlay=dict(file=PATH, num_classes=N))`` loads any of them; all load with ``weights_only=True``.
 """
@@ -35,6 +36,7 @@ from pdarts_wild.messages import describe
 from pdarts_wild.search import (Distributed, atomic_save, check_out_folder, log, log_to, rng_state, set_rng_state,
                                 tensorboard_writer)
 
+from .run_record import metric, write_metrics
 from .schedulers import create_lr_scheduler
 
 CHECKPOINT = "checkpoint.pt"
@@ -99,11 +101,14 @@ class AuxiliaryLoss(nn.Module):
 
 @dataclass
 class Data:
-    """What a tool's data set-up hands the loop: this process's loaders and the number of classes."""
+    """What a tool's data set-up hands the loop: this process's loaders, the number of classes, the data set's
+    name and the (H, W) the network sees (both for metrics.json)."""
 
     train: DataLoader
     test: DataLoader
     num_classes: int
+    dataset: str
+    input_size: tuple[int, int]
 
 
 class Trainer:
@@ -112,13 +117,16 @@ class Trainer:
     ``config`` carries the recipe (``epochs``, ``lr``, ``lr_min``, ``momentum``, ``weight_decay``, ``sched``,
     ``warmup_epochs``, ``grad_clip``, ``auxiliary_weight``, ``drop_path``, ``label_smoothing``, ``amp``,
     ``channels_last``, ``compile``, ``model``); ``model_args`` are the ``timm.create_model`` arguments, kept in
-    every file.
+    every file. ``run_info`` holds the fields of metrics.json known before training (tool, model, genotype, data
+    set, input size, parameters, multiply-adds); the loop adds the epochs and the test accuracies.
     """
 
     def __init__(self, config: argparse.Namespace, out: Path, model: nn.Module, model_args: dict[str, Any],
-                 data: Data, device: torch.device, ddp: Distributed, progress: bool | None = None) -> None:
+                 data: Data, device: torch.device, ddp: Distributed, progress: bool | None = None,
+                 run_info: dict[str, Any] | None = None) -> None:
         self.config, self.out, self.data, self.device, self.ddp = config, out, data, device, ddp
         self.model_args = model_args
+        self.run_info = run_info or {}
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self.model = model.to(device, memory_format=self.memory_format)
         self.forward: nn.Module = self.model
@@ -160,6 +168,7 @@ class Trainer:
                 if main:
                     self._save(state, record)
             if main:
+                write_metrics(self.out, self._metrics(state))
                 # written last: marks the run finished
                 atomic_save(self._weights(state, state["history"][-1]), self.out / FINAL)
                 log.info("finished: best test top-1 %.2f%% (epoch %d); weights in %s and %s", state["best_top1"],
@@ -180,6 +189,15 @@ class Trainer:
                 self.scaler.load_state_dict(ckpt[NativeScaler.state_dict_key])
             set_rng_state(ckpt["rng"])
         return {key: ckpt[key] for key in self._fresh_state()}
+
+    def _metrics(self, state: dict[str, Any]) -> dict[str, Any]:
+        """metrics.json: the last epoch's test top-1/top-5 and the best epoch's (by top-1), in percent."""
+        last, best = state["history"][-1], state["history"][state["best_epoch"] - 1]
+        dataset = self.data.dataset
+        metrics = [metric("top1", last["test_top1"], dataset), metric("top5", last["test_top5"], dataset),
+                   metric("top1_best", best["test_top1"], dataset), metric("top5_best", best["test_top5"], dataset)]
+        return {**self.run_info, "epochs": state["epoch"], "best_epoch": state["best_epoch"], "metrics": metrics,
+                "source": "train.log"}
 
     def _weights(self, state: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
         """What every file holds: the weights (on the CPU, loadable anywhere) and how to build the model for them."""

@@ -1,8 +1,8 @@
 # Faster R-CNN + FPN on COCO 2017, 1x schedule (12 epochs, SGD lr 0.02 for 16 images per batch), with
 # the searched ImageNet network (backbones/mmdet_pdarts.py, registered as PDARTSNet) as the backbone.
 # Run from the repository root: mim train mmdet detection_configs/faster-rcnn_pdarts_fpn_1x_coco.py
-_base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['backbones.mmdet_pdarts'], allow_failed_imports=False)
+_base_ = './faster-rcnn_r50_fpn_1x_coco.py'  # MMDetection's, plus our hooks and dataset
+work_dir = 'work_dirs/faster-rcnn_pdarts_fpn_1x_coco-PDARTS'  # names the genotype: change it with model.backbone.genotype
 
 model = dict(
     backbone=dict(

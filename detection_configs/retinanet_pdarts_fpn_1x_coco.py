@@ -1,8 +1,8 @@
 # RetinaNet + FPN on COCO 2017, 1x schedule (12 epochs, SGD lr 0.01 for 16 images per batch), with the
 # searched ImageNet network (backbones/mmdet_pdarts.py, registered as PDARTSNet) as the backbone.
 # Run from the repository root: mim train mmdet detection_configs/retinanet_pdarts_fpn_1x_coco.py
-_base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['backbones.mmdet_pdarts'], allow_failed_imports=False)
+_base_ = './retinanet_r50_fpn_1x_coco.py'  # MMDetection's, plus our hooks and dataset
+work_dir = 'work_dirs/retinanet_pdarts_fpn_1x_coco-PDARTS'  # names the genotype: change it with model.backbone.genotype
 
 model = dict(
     backbone=dict(

@@ -1,7 +1,10 @@
-"""Shared test set-up: one OpenMP thread (two are far slower on our 2-core machines)."""
+"""Shared test set-up: one OpenMP thread (two are far slower on our 2-core machines); timm ImageNet checkpoints of
+the baselines."""
+from pathlib import Path
 from typing import Callable
 
 import pytest
+import timm
 import torch
 
 torch.set_num_threads(1)
@@ -26,3 +29,19 @@ def interrupt_search(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
         monkeypatch.setattr(Search, "_run_epoch", epoch_then_die)
 
     return arm
+
+
+@pytest.fixture(scope="session")
+def timm_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """tools/train_imagenet.py-style files of timm resnet50 and mobilenetv2_100, BatchNorm statistics randomised."""
+    folder, files = tmp_path_factory.mktemp("timm"), {}
+    torch.manual_seed(0)
+    for arch in ("resnet50", "mobilenetv2_100"):
+        model = timm.create_model(arch, num_classes=3)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+        files[arch] = folder / f"{arch}.pth"
+        torch.save({"state_dict": model.state_dict(), "arch": arch, "model_args": {"num_classes": 3}}, files[arch])
+    return files

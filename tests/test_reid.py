@@ -1,8 +1,10 @@
-"""torchreid models, checkpoints and tools/train_reid.py on tiny generated Market-1501 / DukeMTMC-reID / MSMT17."""
+"""torchreid models, checkpoints, the baselines' converted timm weights and tools/train_reid.py (metrics.json, run
+folders) on tiny generated Market-1501 / DukeMTMC-reID / MSMT17."""
 from __future__ import annotations
 
 import collections
 import io
+import json
 import os
 import pickle
 import re
@@ -20,11 +22,14 @@ from datagen import write_dukemtmcreid, write_market1501, write_msmt17
 from torchreid.reid.utils import load_checkpoint
 
 import backbones  # noqa: F401  (timm models)
+from backbones.complexity import count_macs
+from backbones.timm_convert import ConversionError
 from backbones.torchreid_pdarts import (
-    MODEL_NAMES, PRETRAINED_ENV, PDARTSReID, ReIDModelError, build_pdarts_reid,
+    MODEL_NAMES, PRETRAINED_ENV, PDARTSReID, ReIDModelError, build_baseline, build_pdarts_reid,
 )
 from pdarts_wild.checkpoints import CheckpointError
-from pdarts_wild.networks import NetworkImageNet
+from pdarts_wild.networks import NetworkImageNet, count_parameters
+from pdarts_wild.zoo import resolve_genotype
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import train_reid  # noqa: E402  (tools/train_reid.py)
@@ -32,11 +37,11 @@ import train_reid  # noqa: E402  (tools/train_reid.py)
 CONFIGS = Path(__file__).resolve().parents[1] / "reid_configs"
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "train_reid.py"
 TINY = dict(init_channels=8, layers=5)
-TINY_OPTS = [
-    "model.pretrained", "False", "model.init_channels", "8", "model.layers", "5", "data.height", "64",
-    "data.width", "32", "train.batch_size", "8", "train.max_epoch", "1", "test.ranks", "[1, 5]",
+RUN_OPTS = [
+    "data.height", "64", "data.width", "32", "train.batch_size", "8", "train.max_epoch", "1", "test.ranks", "[1, 5]",
     "data.workers", "0", "train.print_freq", "1",
 ]
+TINY_OPTS = ["model.pretrained", "False", "model.init_channels", "8", "model.layers", "5", *RUN_OPTS]
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +67,12 @@ def metrics(output: str) -> tuple[float, float]:
     mean_ap = re.findall(r"mAP: ([\d.]+)%", output)
     assert rank1 and mean_ap, output[-2000:]
     return float(rank1[-1]) / 100, float(mean_ap[-1]) / 100
+
+
+def recorded(save_dir: Path) -> tuple[dict, dict[tuple[str, str], float]]:
+    """metrics.json of a run and its values by (data set, name)."""
+    record = json.loads((save_dir / "metrics.json").read_text())
+    return record, {(m["dataset"], m["name"]): m["value"] for m in record["metrics"]}
 
 
 # ------------------------------------------------------------------------------------------ models
@@ -144,6 +155,36 @@ def test_imagenet_weights_load_into_the_trunk(tmp_path: Path, monkeypatch: pytes
         build_pdarts_reid(4, pretrained=True, pretrained_path=path, genotype="DARTS_V2", **TINY)
 
 
+# ------------------------------------------------------------------------------------------ baselines
+
+
+@pytest.mark.parametrize("name, arch", [("resnet50", "resnet50"), ("mobilenetv2_x1_0", "mobilenetv2_100")])
+def test_baselines_load_timm_imagenet_weights(name: str, arch: str, timm_checkpoints: dict[str, Path]) -> None:
+    """The converted weights compute timm's pooled features exactly (mobilenetv2's extra first 1x1 conv: identity)."""
+    model = build_baseline(name, 4, pretrained=True, pretrained_path=timm_checkpoints[arch]).eval()
+    imagenet = timm.create_model(arch, num_classes=3)
+    imagenet.load_state_dict(torch.load(timm_checkpoints[arch], weights_only=True)["state_dict"])
+    x = torch.randn(2, 3, 64, 32)
+    torch.testing.assert_close(model(x), imagenet.eval().forward_head(imagenet.forward_features(x), pre_logits=True))
+    other = "mobilenetv2_100" if arch == "resnet50" else "resnet50"
+    with pytest.raises(ConversionError, match="does not fit"):
+        build_baseline(name, 4, pretrained=True, pretrained_path=timm_checkpoints[other])
+    with pytest.raises(ReIDModelError, match=f"timm {arch} ImageNet checkpoint"):
+        build_baseline(name, 4, pretrained=True)  # never torchreid's download
+
+
+def test_baseline_trains_with_the_tool(reid_root: Path, tmp_path: Path, timm_checkpoints: dict[str, Path]) -> None:
+    save = tmp_path / "run"
+    code, output = run_tool("--config", str(CONFIGS / "market1501_softmax.yaml"), "--root", str(reid_root),
+                            *RUN_OPTS, "model.name", "mobilenetv2_x1_0",
+                            "model.pretrained_path", str(timm_checkpoints["mobilenetv2_100"]), "data.save_dir", str(save))
+    assert code == 0, output[-2000:]
+    record, values = recorded(save)
+    assert record["model"] == "mobilenetv2_x1_0" and record["genotype"] is None
+    assert set(values) == {("market1501", name) for name in ("rank1", "rank5", "mAP")}
+    assert record["params"] == count_parameters(torchreid.models.build_model("mobilenetv2_x1_0", 6, pretrained=False))
+
+
 # ------------------------------------------------------------------------------------------ checkpoints
 
 
@@ -178,27 +219,53 @@ def test_datasets_load_in_torchreid_layout(reid_root: Path, name: str, ids: int,
 # ------------------------------------------------------------------------------------------ tool
 
 
-def test_train_then_test_only_on_market1501(reid_root: Path, tmp_path: Path) -> None:
-    save = tmp_path / "run"
-    code, output = run_tool("--config", str(CONFIGS / "market1501_softmax.yaml"), "--root", str(reid_root),
-                            *TINY_OPTS, "data.save_dir", str(save))
+def test_train_then_test_only_on_market1501(reid_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture) -> None:
+    """Default run folders name the genotype; metrics.json holds torchreid's own numbers; a folder holding a run is
+    refused; --test-only writes its own run folder and metrics.json."""
+    monkeypatch.chdir(tmp_path)
+    config = ["--config", str(CONFIGS / "market1501_softmax.yaml"), "--root", str(reid_root)]
+    tiny = [*TINY_OPTS, "model.genotype", "darts_v2"]
+    code, output = run_tool(*config, *tiny)
     assert code == 0, output[-2000:]
+    (save,) = (tmp_path / "log").iterdir()
+    assert re.fullmatch(r"pdarts_reid-DARTS_V2-market1501-softmax-\d{8}-\d{6}", save.name)
     rank1, mean_ap = metrics(output)
     assert 0.5 <= rank1 <= 1 and 0.5 <= mean_ap <= 1  # colour-coded identities: easy after one epoch
     checkpoint = save / "model" / "model.pth.tar-1"
-    assert checkpoint.is_file() and list(save.glob("events.out.tfevents.*")) and list(save.glob("train.log-*"))
-    assert "Rank-1" in next(save.glob("train.log-*")).read_text()
+    assert checkpoint.is_file() and list(save.glob("events.out.tfevents.*"))
+    (log,) = save.glob("train.log-*")
+    assert "Rank-1" in log.read_text() and "Building train transforms" in log.read_text()  # the set-up is logged too
     saved = load_checkpoint(str(checkpoint))
     assert saved["epoch"] == 1 and saved["rank1"] == pytest.approx(rank1, abs=1e-3)
 
-    code, output = run_tool("--config", str(CONFIGS / "market1501_softmax.yaml"), "--root", str(reid_root),
-                            "--test-only", *TINY_OPTS, "data.save_dir", str(save), "model.load_weights", str(checkpoint))
+    record, values = recorded(save)
+    assert values[("market1501", "rank1")] == pytest.approx(100 * rank1, abs=0.05)  # printed to 0.1%
+    assert values[("market1501", "mAP")] == pytest.approx(100 * mean_ap, abs=0.05)
+    assert rank1 <= values[("market1501", "rank5")] / 100 <= 1
+    model = build_pdarts_reid(6, pretrained=False, genotype="DARTS_V2", **TINY)
+    expected = {"tool": "train_reid", "model": "pdarts_reid", "genotype": resolve_genotype("DARTS_V2").to_string(),
+                "dataset": "market1501", "epochs": 1, "input_size": [64, 32], "params": count_parameters(model),
+                "macs": count_macs(model, (64, 32)), "source": log.name}
+    assert {k: record[k] for k in expected} == expected
+
+    before = sorted(p.name for p in save.rglob("*"))
+    assert run_tool(*config, *tiny, "data.save_dir", str(save))[0] == 2
+    assert "holds another run (config.yaml)" in capsys.readouterr().err
+    assert sorted(p.name for p in save.rglob("*")) == before
+
+    code, output = run_tool(*config, "--test-only", *tiny, "model.load_weights", str(checkpoint))
     assert code == 0, output[-2000:]
     assert "Successfully loaded pretrained weights" in output and "=> Start training" not in output
     assert metrics(output) == pytest.approx((rank1, mean_ap), abs=1e-3)
+    (tested,) = (tmp_path / "log").glob("*-test-*")
+    assert re.fullmatch(r"pdarts_reid-DARTS_V2-test-market1501-\d{8}-\d{6}", tested.name)
+    test_record, test_values = recorded(tested)
+    assert test_values == values and test_record["epochs"] == 1 and test_record["source"].startswith("test.log-")
 
 
-def test_triplet_on_msmt17_resumes_and_tests_on_dukemtmcreid(reid_root: Path, tmp_path: Path) -> None:
+def test_triplet_on_msmt17_resumes_and_tests_on_dukemtmcreid(reid_root: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture) -> None:
     save = tmp_path / "run"
     base = ["--config", str(CONFIGS / "msmt17_triplet.yaml"), "--root", str(reid_root), *TINY_OPTS,
             "data.save_dir", str(save)]
@@ -211,7 +278,13 @@ def test_triplet_on_msmt17_resumes_and_tests_on_dukemtmcreid(reid_root: Path, tm
     assert code == 0, output[-2000:]
     assert "Last epoch = 1" in output and "Evaluating dukemtmcreid (target)" in output
     assert load_checkpoint(str(save / "model" / "model.pth.tar-2"))["epoch"] == 2
-    metrics(output)
+    rank1, _ = metrics(output)
+    record, values = recorded(save)  # the resumed run's: its targets, all its epochs
+    assert set(values) == {("dukemtmcreid", name) for name in ("rank1", "rank5", "mAP")} and record["epochs"] == 2
+    assert values[("dukemtmcreid", "rank1")] == pytest.approx(100 * rank1, abs=0.05) and record["dataset"] == "msmt17"
+    code, _ = run_tool(*base, "train.max_epoch", "3", "model.resume", str(save / "model" / "model.pth.tar-2"),
+                       "model.genotype", "DARTS_V1")
+    assert code == 2 and "holds a run of another model or genotype" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flags,opts,message", [
@@ -220,6 +293,8 @@ def test_triplet_on_msmt17_resumes_and_tests_on_dukemtmcreid(reid_root: Path, tm
     ([], ["train.no_such_key", "1"], "unknown config key 'train.no_such_key'"),
     (["--test-only"], [], "model.load_weights"),
     ([], ["model.genotype", "NOT_A_CELL"], "NOT_A_CELL"),
+    ([], ["model.name", "resnet5O"], "unknown model.name 'resnet5O' (closest: resnet50"),
+    ([], ["model.name", "resnet50"], "model.init_channels, model.layers only apply to the DARTS models"),
 ])
 def test_user_errors(reid_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture, flags: list[str],
                      opts: list[str], message: str) -> None:

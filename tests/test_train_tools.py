@@ -1,5 +1,6 @@
-"""tools/train_cifar.py and tools/train_imagenet.py on generated data: learning, recipe, files, resume, timm
-loading, torchrun DDP and bad input; the learning-rate schedules and the auxiliary loss as units."""
+"""tools/train_cifar.py and tools/train_imagenet.py on generated data: learning, recipe, files, metrics.json,
+resume, timm loading, plain timm models as baselines, torchrun DDP and bad input; the learning-rate schedules, the
+auxiliary loss and run-folder names as units."""
 from __future__ import annotations
 
 import json
@@ -19,20 +20,25 @@ import torch
 from datagen import write_cifar10, write_cifar100, write_imagenet_folder
 from kill_at import assert_log_replays, assert_no_file_lost, run_killed
 
+from backbones.run_record import genotype_label
 from backbones.schedulers import PDartsLinearLRScheduler, create_lr_scheduler
 from backbones.training import AuxiliaryLoss, Trainer
 from pdarts_wild.data import DataError, build_test_dataset
-from pdarts_wild.networks import NetworkCIFAR
+from pdarts_wild.genotype import write_genotype_file
+from pdarts_wild.networks import NetworkCIFAR, count_parameters
+from pdarts_wild.zoo import GENOTYPES, resolve_genotype
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import train_cifar  # noqa: E402  (tools/train_cifar.py)
 import train_imagenet  # noqa: E402  (tools/train_imagenet.py)
+from model_info import model_info  # noqa: E402  (tools/model_info.py)
 
-TINY = ["--device", "cpu", "--no-progress", "--workers", "0", "--init-channels", "8"]
+BASE = ["--device", "cpu", "--no-progress", "--workers", "0"]
+TINY = [*BASE, "--init-channels", "8"]
 CIFAR = [*TINY, "--layers", "5", "--batch-size", "16", "--lr", "0.1", "--epochs", "6"]
 IMAGENET = [*TINY, "--layers", "3", "--input-size", "32", "--auxiliary-weight", "0", "--batch-size", "8"]
-RUN_FILES = {"config.json", "train.log", "tb", "checkpoint.pt", "model_best.pth", "model_final.pth"}
+RUN_FILES = {"config.json", "train.log", "tb", "checkpoint.pt", "model_best.pth", "model_final.pth", "metrics.json"}
 
 
 def load(path: Path) -> dict:
@@ -74,6 +80,23 @@ def test_cifar_run_learns_and_writes_every_file(cifar_run: Path) -> None:
     assert all(torch.equal(v, ckpt["state_dict"][k]) for k, v in final["state_dict"].items())
     log = (cifar_run / "train.log").read_text()
     assert "epoch 6/6" in log and "top-5" in log and "finished: best test top-1" in log
+
+
+def test_cifar_run_writes_metrics_json(cifar_run: Path) -> None:
+    """The contract of issue 16: final and best test accuracies, the network's size and cost, the genotype."""
+    record = json.loads((cifar_run / "metrics.json").read_text())
+    ckpt = load(cifar_run / "checkpoint.pt")
+    last, best = ckpt["history"][-1], ckpt["history"][ckpt["best_epoch"] - 1]
+    values = {m["name"]: m["value"] for m in record["metrics"]}
+    assert values == {"top1": last["test_top1"], "top5": last["test_top5"], "top1_best": best["test_top1"],
+                      "top5_best": best["test_top5"]} and values["top1_best"] == ckpt["best_top1"]
+    assert all(m["dataset"] == "cifar10" and m["higher_is_better"] for m in record["metrics"])
+    size = model_info("PDARTS", "cifar", channels=8, layers=5)  # the same count as tools/model_info.py
+    assert {k: record[k] for k in ("params", "macs")} == size and size["macs"] > 0
+    assert record["genotype"] == resolve_genotype("PDARTS").to_string()
+    expected = {"tool": "train_cifar", "model": "pdarts_c10", "dataset": "cifar10", "epochs": 6, "input_size": [32, 32],
+                "best_epoch": ckpt["best_epoch"], "source": "train.log"}
+    assert {k: record[k] for k in expected} == expected
 
 
 def test_cifar_recipe_is_the_papers(cifar_run: Path) -> None:
@@ -158,10 +181,12 @@ def test_cifar100_picks_its_network(tmp_path: Path) -> None:
     assert final["state_dict"]["classifier.weight"].shape[0] == 100
 
 
-def test_genotype_flag_swaps_the_cell(cifar_data: Path, tmp_path: Path) -> None:
-    out = tmp_path / "v2"
-    assert train_cifar.main([*CIFAR, "--epochs", "1", "--genotype", "DARTS_V2", "--data", str(cifar_data),
-                             "--out", str(out)]) == 0
+def test_genotype_flag_swaps_the_cell_and_names_the_run(cifar_data: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert train_cifar.main([*CIFAR, "--epochs", "1", "--genotype", "darts_v2", "--data", str(cifar_data)]) == 0
+    (out,) = (tmp_path / "runs").iterdir()
+    assert re.fullmatch(r"pdarts_c10-DARTS_V2-seed0-\d{8}-\d{6}", out.name)
     final = load(out / "model_final.pth")
     assert final["model_args"]["genotype"].startswith("Genotype(normal=[('sep_conv_3x3', 0)")  # DARTS_V2's cell
     assert final["state_dict"].keys() == NetworkCIFAR("DARTS_V2", C=8, layers=5, auxiliary=True).state_dict().keys()
@@ -185,6 +210,16 @@ def test_saved_weights_load_into_timm(cifar_run: Path, name: str) -> None:
     state = model.state_dict()
     assert state.keys() == saved["state_dict"].keys()
     assert all(torch.equal(state[k], v) for k, v in saved["state_dict"].items())
+
+
+def test_genotype_label_names_files_by_their_search_folder(tmp_path: Path) -> None:
+    search = tmp_path / "pdarts-c10-seed2"
+    search.mkdir()
+    write_genotype_file(search / "genotype.json", GENOTYPES["PDARTS"])
+    (tmp_path / "my cell.txt").write_text(GENOTYPES["PDARTS"].to_string())
+    assert genotype_label(search / "genotype.json") == "pdarts-c10-seed2"
+    assert genotype_label(tmp_path / "my cell.txt") == "my_cell"
+    assert genotype_label(GENOTYPES["PDARTS"].to_string()) == "custom" and genotype_label("pc_darts_image") == "PC_DARTS_image"
 
 
 # --------------------------------------------------------------------------------------------- ImageNet
@@ -227,6 +262,30 @@ def test_torchrun_two_processes_write_one_checkpoint(imagenet_data: Path, tmp_pa
     assert ckpt["epoch"] == 1 and not any(k.startswith("module.") for k in ckpt["state_dict"])
     # each process loads 4 of every batch of 8 from its half of the 24 training images: 3 steps
     assert ckpt["step"] == 3 and ckpt["history"][0]["img_per_s"] > 0
+
+
+# ------------------------------------------------------------------------------------ plain timm models
+
+
+@pytest.mark.parametrize("tool, model", [("cifar", "mobilenetv2_100"), ("imagenet", "resnet50")])
+def test_plain_timm_models_train_as_baselines(tool: str, model: str, cifar_data: Path, imagenet_data: Path,
+                                              tmp_path: Path) -> None:
+    """The baselines of issue 16: a timm model by name, with only num_classes, no auxiliary head or drop path."""
+    main, data, extra = ((train_cifar.main, cifar_data, ["--batch-size", "32"]) if tool == "cifar" else
+                         (train_imagenet.main, imagenet_data, ["--batch-size", "8", "--input-size", "32"]))
+    out = tmp_path / "run"
+    assert main([*BASE, "--model", model, "--epochs", "1", *extra, "--data", str(data), "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["auxiliary_weight"] == 0 and config["drop_path"] == 0 and config["genotype"] is None
+    final = load(out / "model_final.pth")
+    classes = 10 if tool == "cifar" else 3
+    assert final["arch"] == model and final["model_args"] == {"num_classes": classes}
+    reference = timm.create_model(model, num_classes=classes)
+    assert {k: v.shape for k, v in final["state_dict"].items()} == {k: v.shape for k, v in reference.state_dict().items()}
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["model"] == model and record["genotype"] is None and record["input_size"] == [32, 32]
+    assert record["params"] == count_parameters(reference) and record["macs"] > 0
+    assert record["dataset"] == ("cifar10" if tool == "cifar" else "imagenet")
 
 
 # ----------------------------------------------------------------------------------------------- units
@@ -309,7 +368,10 @@ def test_missing_cifar_without_network_says_where_to_put_files(tmp_path: Path, m
 @pytest.mark.parametrize(
     "tool, args, message",
     [
-        ("cifar", ["--model", "resnet_nope"], "unknown model 'resnet_nope'"),
+        ("cifar", ["--model", "resnet_nope"], "unknown model 'resnet_nope': not a timm model .closest: resnet"),
+        ("cifar", ["--model", "resnet50", "--genotype", "PDARTS", "--auxiliary-weight", "0.4"],
+         "--genotype, --init-channels, --layers, --auxiliary-weight only apply to the DARTS-family models"),
+        ("imagenet", ["--model", "mobilenetv2_100", "--drop-path", "0.1"], "--init-channels, --layers, --drop-path only"),
         ("cifar", ["--genotype", "NO_SUCH_CELL"], "neither a published genotype"),
         ("cifar", ["--drop-path", "1"], r"--drop-path must be in \[0, 1\)"),
         ("cifar", ["--batch-size", "0"], "--batch-size must be > 0"),

@@ -3,7 +3,8 @@
 
 Parameters exclude the auxiliary head (the papers' convention). Multiply-adds are those of the
 convolution and linear layers for one image, counted by torch.utils.flop_counter.FlopCounterMode
-(MACs = FLOPs / 2) on the meta device: nothing is allocated or computed.
+(MACs = FLOPs / 2) on the meta device: nothing is allocated or computed (backbones.complexity, the
+same count the training tools write to metrics.json).
 
 Examples:
   tools/model_info.py --list                           # every published genotype and registered model name
@@ -22,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
+from backbones.complexity import count_macs
 from pdarts_wild.genotype import GenotypeError
 from pdarts_wild.nb201 import NB201Arch, NetworkNB201
 from pdarts_wild.networks import NetworkCIFAR, NetworkImageNet, count_parameters
@@ -67,11 +68,8 @@ def model_info(
             C=channels or setting.channels,
             num_classes=setting.num_classes if num_classes is None else num_classes,
             layers=layers or setting.layers,
-        ).eval()
-        image = torch.empty(1, 3, size, size)
-    with FlopCounterMode(display=False) as counter:
-        model(image)
-    return {"params": count_parameters(model), "macs": counter.get_total_flops() // 2}
+        )
+    return {"params": count_parameters(model), "macs": count_macs(model, (size, size))}
 
 
 def positive_int(text: str) -> int:

@@ -22,6 +22,7 @@ from pdarts_wild.data import build_search_dataset, build_test_dataset
 from pdarts_wild.search import Distributed
 
 MODELS = {"cifar10": "pdarts_c10", "cifar100": "pdarts_c100"}
+IMAGE_SIZE = (32, 32)
 
 
 def default_model(config: argparse.Namespace) -> str:
@@ -51,7 +52,8 @@ def build_data(config: argparse.Namespace, ddp: Distributed) -> Data:
     """Training split with crop, flip and cutout; test split only normalised; loaders sharded under DDP."""
     train, info = build_search_dataset(config.dataset, config.data, cutout=config.cutout)
     test, _ = build_test_dataset(config.dataset, config.data)
-    return Data(_loader(train, config, ddp, True), _loader(test, config, ddp, False), info.num_classes)
+    return Data(_loader(train, config, ddp, True), _loader(test, config, ddp, False), info.num_classes,
+                config.dataset, IMAGE_SIZE)
 
 
 def _loader(dataset: Dataset, config: argparse.Namespace, ddp: Distributed, train: bool) -> DataLoader:
@@ -61,7 +63,7 @@ def _loader(dataset: Dataset, config: argparse.Namespace, ddp: Distributed, trai
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_training(build_parser().parse_args(argv), DEFAULTS, build_data)
+    return run_training(build_parser().parse_args(argv), DEFAULTS, build_data, "train_cifar")
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def build_data(config: argparse.Namespace, ddp: Distributed) -> Data:
                        persistent_workers=False)  # fresh workers each epoch, seeded from the restored RNG on resume
     train = create_loader(train_set, is_training=True, color_jitter=tuple(config.color_jitter), **loader_args)
     val = create_loader(val_set, **loader_args)
-    return Data(train, val, len(train_set.reader.class_to_idx))
+    return Data(train, val, len(train_set.reader.class_to_idx), "imagenet", (size, size))
 
 
 def _datasets(root: Path) -> tuple[Dataset, Dataset]:
@@ -77,7 +77,7 @@ def _datasets(root: Path) -> tuple[Dataset, Dataset]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_training(build_parser().parse_args(argv), DEFAULTS, build_data)
+    return run_training(build_parser().parse_args(argv), DEFAULTS, build_data, "train_imagenet")
 
 
 if __name__ == "__main__":

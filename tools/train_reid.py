@@ -4,13 +4,26 @@
 Reads a torchreid config (YAML with the keys of torchreid's ``scripts/default_config.py``, plus the
 P-DARTS model settings under ``model``), then ``KEY VALUE`` overrides as torchreid's ``scripts/main.py``
 takes them. Builds torchreid's ImageDataManager and ImageSoftmaxEngine / ImageTripletEngine, trains,
-evaluates (CMC rank-k, mAP) and writes checkpoints, TensorBoard logs and a log file to ``data.save_dir``.
+evaluates (CMC rank-k, mAP) and writes checkpoints, TensorBoard logs, a log file and metrics.json (rank-1,
+rank-5 and mAP of each target, from torchreid's own evaluation) to ``data.save_dir``.
+
+``data.save_dir`` left empty: log/MODEL[-GENOTYPE]-SOURCES-LOSS-TIME (GENOTYPE when model.genotype is given:
+its registry name, its search folder, or 'custom'), log/MODEL[-GENOTYPE]-test-TARGETS-TIME with --test-only,
+and with model.resume the folder of the checkpoint's run. A save_dir that holds a run (config.yaml) is
+refused, except to resume the same model in it.
+
+Models: the DARTS ones (pdarts_reid, darts_v2_reid, ...; the model.genotype/init_channels/... settings), or
+torchreid's own by name: the baselines resnet50 and mobilenetv2_x1_0 load a timm ImageNet checkpoint
+(tools/train_imagenet.py --model resnet50 / mobilenetv2_100) from model.pretrained_path; nothing is downloaded.
 
 Examples:
   tools/train_reid.py --config reid_configs/market1501_softmax.yaml --root reid-data model.pretrained_path in1k.pth
   tools/train_reid.py --config reid_configs/market1501_triplet.yaml data.targets "['dukemtmcreid']"   # cross-dataset
+  tools/train_reid.py --config reid_configs/market1501_softmax.yaml model.name resnet50 \\
+      model.pretrained_path runs/r50/model_final.pth                                            # the baseline
+  tools/train_reid.py --config reid_configs/market1501_softmax.yaml model.resume log/RUN/model/model.pth.tar-30
   tools/train_reid.py --config reid_configs/market1501_softmax.yaml --test-only \\
-      model.load_weights log/pdarts_reid_market1501_softmax/model/model.pth.tar-60
+      model.load_weights log/RUN/model/model.pth.tar-60
 """
 from __future__ import annotations
 
@@ -18,8 +31,10 @@ import argparse
 import ast
 import contextlib
 import copy
+import io
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -32,13 +47,17 @@ from torchreid.reid import optim as reid_optim
 from torchreid.reid import utils as reid_utils
 from torch import nn
 
-from backbones.torchreid_pdarts import MODEL_FACTORY, ReIDModelError
+from backbones.complexity import complexity
+from backbones.run_record import genotype_label, metric, write_metrics
+from backbones.timm_convert import ConversionError
+from backbones.torchreid_engines import SoftmaxEngine, TripletEngine
+from backbones.torchreid_pdarts import MODEL_FACTORY, MODEL_GENOTYPES, ReIDModelError, build_baseline
 from pdarts_wild.checkpoints import (CheckpointError, checkpoint_contents, our_key_layout, read_checkpoint,
                                      weights_mismatch, without_heads)
 from pdarts_wild.genotype import GenotypeError
 from pdarts_wild.messages import describe, unknown_name
 from pdarts_wild.search import run_tool
-from pdarts_wild.zoo import LISTING
+from pdarts_wild.zoo import LISTING, resolve_genotype
 
 Config = dict[str, Any]
 
@@ -52,7 +71,7 @@ DEFAULTS: Config = {
     "data": {
         "type": "image", "root": "reid-data", "sources": ["market1501"], "targets": ["market1501"], "workers": 4,
         "split_id": 0, "height": 256, "width": 128, "combineall": False, "transforms": ["random_flip"], "k_tfm": 1,
-        "norm_mean": [0.485, 0.456, 0.406], "norm_std": [0.229, 0.224, 0.225], "save_dir": "log",
+        "norm_mean": [0.485, 0.456, 0.406], "norm_std": [0.229, 0.224, 0.225], "save_dir": "",  # "": run_folder()
         "load_train_targets": False,
     },
     "market1501": {"use_500k_distractors": False},
@@ -90,8 +109,13 @@ LAYOUTS = {
 }
 
 
+# model settings of the DARTS models only; torchreid's own models refuse values other than these defaults
+DARTS_SETTINGS = ("genotype", "init_channels", "layers", "global_pool", "feature_dim", "bnneck", "last_stride")
+CONFIG_FILE = "config.yaml"
+
+
 class ConfigError(ValueError):
-    """A bad config file, key, value or dataset folder."""
+    """A bad config file, key, value, dataset folder or save_dir."""
 
 
 # ------------------------------------------------------------------------------------------ config
@@ -203,19 +227,35 @@ def build_datamanager(cfg: Config) -> reid_data.ImageDataManager:
         raise ConfigError(f"cannot read dataset(s) {names}: {e or type(e).__name__}; {hints}") from e
 
 
-def build_model(cfg: Config, num_classes: int) -> nn.Module:
-    """Our registered models with the config's P-DARTS settings; other torchreid models by name."""
+def check_model(cfg: Config) -> None:
+    """A known model name, and DARTS settings only for the DARTS models."""
+    name = cfg["model"]["name"]
+    if name in MODEL_FACTORY:
+        return
+    known = vars(reid_models)["__model_factory"]
+    if name not in known:
+        raise ConfigError(unknown_name("model.name", name, known,
+                                       f"ours: {LISTING}; torchreid's: torchreid.models.show_avai_models()"))
+    changed = [f"model.{k}" for k in DARTS_SETTINGS if cfg["model"][k] != DEFAULTS["model"][k]]
+    if changed:
+        raise ConfigError(f"{', '.join(changed)} only apply to the DARTS models ({', '.join(MODEL_FACTORY)}): "
+                          f"{name} is torchreid's own")
+
+
+def build_model(cfg: Config, num_classes: int, pretrained: bool | None = None) -> nn.Module:
+    """Our registered models with the config's P-DARTS settings; torchreid's own by name, ImageNet weights from a
+    converted timm checkpoint (:func:`backbones.torchreid_pdarts.build_baseline`). ``pretrained`` overrides the
+    config's ``model.pretrained``."""
+    check_model(cfg)
     m = cfg["model"]
     loss = "triplet" if cfg["loss"]["name"] == "triplet" else "softmax"
+    pretrained = m["pretrained"] if pretrained is None else pretrained
     if m["name"] not in MODEL_FACTORY:
-        if m["name"] not in vars(reid_models)["__model_factory"]:
-            raise ConfigError(unknown_name("model.name", m["name"], vars(reid_models)["__model_factory"],
-                                           f"ours: {LISTING}; torchreid's: torchreid.models.show_avai_models()"))
-        return reid_models.build_model(m["name"], num_classes, loss, m["pretrained"], cfg["use_gpu"])
-    settings = {k: m[k] for k in ("init_channels", "layers", "global_pool", "feature_dim", "bnneck", "last_stride")}
+        return build_baseline(m["name"], num_classes, loss, pretrained, cfg["use_gpu"], m["pretrained_path"] or None)
+    settings = {k: m[k] for k in DARTS_SETTINGS if k != "genotype"}
     if m["genotype"]:
         settings["genotype"] = m["genotype"]
-    return MODEL_FACTORY[m["name"]](num_classes, loss, m["pretrained"], cfg["use_gpu"],
+    return MODEL_FACTORY[m["name"]](num_classes, loss, pretrained, cfg["use_gpu"],
                                     pretrained_path=m["pretrained_path"] or None, **settings)
 
 
@@ -233,8 +273,16 @@ def check_reid_checkpoint(path: str, model: nn.Module, classifier: bool) -> None
         raise CheckpointError(f"{path} {problem}")
 
 
+def model_genotype(model: Config) -> str | None:
+    """The DARTS string of the config's cell (None for torchreid's own models)."""
+    if model["name"] not in MODEL_GENOTYPES:
+        return None
+    return resolve_genotype(model["genotype"] or MODEL_GENOTYPES[model["name"]]).to_string()
+
+
 def build_engine(cfg: Config, datamanager: reid_data.ImageDataManager, model: nn.Module) -> reid_engine.Engine:
-    """torchreid's optimizer, scheduler and ImageSoftmaxEngine / ImageTripletEngine (``loss.name``)."""
+    """torchreid's optimizer, scheduler and ImageSoftmaxEngine / ImageTripletEngine (``loss.name``), keeping the
+    results of each test (:mod:`backbones.torchreid_engines`)."""
     t = cfg["train"]
     optimizer = reid_optim.build_optimizer(
         model, optim=t["optim"], lr=t["lr"], weight_decay=t["weight_decay"], momentum=cfg["sgd"]["momentum"],
@@ -251,25 +299,50 @@ def build_engine(cfg: Config, datamanager: reid_data.ImageDataManager, model: nn
     loss = cfg["loss"]
     label_smooth = loss["softmax"]["label_smooth"]
     if loss["name"] == "softmax":
-        return reid_engine.ImageSoftmaxEngine(datamanager, model, optimizer=optimizer, scheduler=scheduler,
-                                              use_gpu=cfg["use_gpu"], label_smooth=label_smooth)
+        return SoftmaxEngine(datamanager, model, optimizer=optimizer, scheduler=scheduler, use_gpu=cfg["use_gpu"],
+                             label_smooth=label_smooth)
     if loss["name"] == "triplet":
         tr = loss["triplet"]
-        return reid_engine.ImageTripletEngine(datamanager, model, optimizer=optimizer, margin=tr["margin"],
-                                              weight_t=tr["weight_t"], weight_x=tr["weight_x"], scheduler=scheduler,
-                                              use_gpu=cfg["use_gpu"], label_smooth=label_smooth)
+        return TripletEngine(datamanager, model, optimizer=optimizer, margin=tr["margin"], weight_t=tr["weight_t"],
+                             weight_x=tr["weight_x"], scheduler=scheduler, use_gpu=cfg["use_gpu"],
+                             label_smooth=label_smooth)
     raise ConfigError(f"loss.name must be 'softmax' or 'triplet', got {loss['name']!r}")
 
 
-def run(cfg: Config) -> None:
-    """Build everything from ``cfg`` and run torchreid's engine (train then test, or test only)."""
+@dataclass
+class Job:
+    """Everything built from a config, before anything is written to ``data.save_dir``."""
+
+    cfg: Config
+    engine: reid_engine.Engine
+    num_classes: int
+
+    def run(self) -> dict[str, Any]:
+        """torchreid's engine: train then test, or test only; the fields of metrics.json but ``source``."""
+        cfg, t, e = self.cfg, self.cfg["train"], self.cfg["test"]
+        test_only = e["evaluate"]
+        self.engine.run(
+            save_dir=cfg["data"]["save_dir"], max_epoch=t["max_epoch"], start_epoch=t["start_epoch"],
+            print_freq=t["print_freq"], fixbase_epoch=t["fixbase_epoch"], open_layers=t["open_layers"],
+            start_eval=e["start_eval"], eval_freq=e["eval_freq"], test_only=test_only, dist_metric=e["dist_metric"],
+            normalize_feature=e["normalize_feature"], visrank=e["visrank"], visrank_topk=e["visrank_topk"],
+            use_metric_cuhk03=cfg["cuhk03"]["use_metric_cuhk03"], ranks=e["ranks"], rerank=e["rerank"],
+        )
+        epochs = t["max_epoch"]
+        if test_only:  # the epochs the tested weights were trained, as torchreid saved them
+            epochs = reid_utils.load_checkpoint(cfg["model"]["load_weights"]).get("epoch")
+        return metrics_record(cfg, self.engine.results, self.num_classes, epochs)
+
+
+def build(cfg: Config) -> Job:
+    """Data, model (ImageNet or test weights loaded) and engine from ``cfg``; ConfigError on bad settings."""
     reid_utils.set_random_seed(cfg["train"]["seed"])
-    test_only = cfg["test"]["evaluate"]
-    if test_only and not cfg["model"]["load_weights"]:
+    if cfg["test"]["evaluate"] and not cfg["model"]["load_weights"]:
         raise ConfigError("--test-only needs the weights to test: model.load_weights PATH (a torchreid checkpoint)")
     for key in ("load_weights", "resume"):
         if cfg["model"][key] and not Path(cfg["model"][key]).expanduser().is_file():
             raise ConfigError(f"model.{key}: checkpoint {cfg['model'][key]!r} not found")
+    check_model(cfg)
     datamanager = build_datamanager(cfg)
     model = build_model(cfg, datamanager.num_train_pids)
     for key in ("load_weights", "resume"):
@@ -279,15 +352,71 @@ def run(cfg: Config) -> None:
         reid_utils.load_pretrained_weights(model, cfg["model"]["load_weights"])
     if cfg["use_gpu"]:
         model = model.cuda()
-    engine = build_engine(cfg, datamanager, model)
-    t, e = cfg["train"], cfg["test"]
-    engine.run(
-        save_dir=cfg["data"]["save_dir"], max_epoch=t["max_epoch"], start_epoch=t["start_epoch"],
-        print_freq=t["print_freq"], fixbase_epoch=t["fixbase_epoch"], open_layers=t["open_layers"],
-        start_eval=e["start_eval"], eval_freq=e["eval_freq"], test_only=test_only, dist_metric=e["dist_metric"],
-        normalize_feature=e["normalize_feature"], visrank=e["visrank"], visrank_topk=e["visrank_topk"],
-        use_metric_cuhk03=cfg["cuhk03"]["use_metric_cuhk03"], ranks=e["ranks"], rerank=e["rerank"],
-    )
+    return Job(cfg, build_engine(cfg, datamanager, model), datamanager.num_train_pids)
+
+
+def metrics_record(cfg: Config, results: dict[str, tuple[Any, float]], num_classes: int,
+                   epochs: int | None) -> dict[str, Any]:
+    """metrics.json: rank-1, rank-5 and mAP (percent) of each target's last test; the model's parameters (its
+    identity classifier included) and multiply-adds in eval mode at data.height x data.width."""
+    d = cfg["data"]
+    missing = [t for t in d["targets"] if t not in results]
+    if missing:
+        raise ConfigError(f"no test ran on {', '.join(missing)} (train.max_epoch {cfg['train']['max_epoch']}); "
+                          "nothing to report")
+    metrics = []
+    for target in d["targets"]:
+        cmc, mean_ap = results[target]
+        metrics.append(metric("rank1", 100 * cmc[0], target))
+        if len(cmc) >= 5:  # a gallery of fewer than 5 images has no rank-5
+            metrics.append(metric("rank5", 100 * cmc[4], target))
+        metrics.append(metric("mAP", 100 * mean_ap, target))
+    size = (d["height"], d["width"])
+    with torch.device("meta"):  # counted without allocating or loading anything
+        network = build_model(cfg, num_classes, pretrained=False)
+    return {"tool": "train_reid", "model": cfg["model"]["name"], "genotype": model_genotype(cfg["model"]),
+            "dataset": "+".join(d["sources"]), "epochs": epochs, "input_size": list(size),
+            **complexity(network, size), "metrics": metrics}
+
+
+# ------------------------------------------------------------------------------------------ run folder
+
+
+def run_folder(cfg: Config) -> Path:
+    """``data.save_dir``, or by default the resumed checkpoint's run folder, or a new folder naming the model,
+    the genotype (when given), the data and the loss: log/MODEL[-GENOTYPE]-SOURCES-LOSS-TIME (test-TARGETS)."""
+    d, m = cfg["data"], cfg["model"]
+    if d["save_dir"]:
+        return Path(d["save_dir"]).expanduser()
+    if m["resume"]:
+        checkpoint = Path(m["resume"]).expanduser()
+        return checkpoint.parent.parent if checkpoint.parent.name == "model" else checkpoint.parent
+    label = f"-{genotype_label(m['genotype'])}" if m["genotype"] else ""
+    what = f"test-{'+'.join(d['targets'])}" if cfg["test"]["evaluate"] else f"{'+'.join(d['sources'])}-{cfg['loss']['name']}"
+    return Path("log") / f"{m['name']}{label}-{what}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def check_run_folder(folder: Path, cfg: Config) -> None:
+    """Refuse a folder that holds a run (its config.yaml), except to resume the same model there."""
+    saved_path = folder / CONFIG_FILE
+    if not saved_path.is_file():
+        return
+    if not cfg["model"]["resume"]:
+        raise ConfigError(f"data.save_dir {folder} holds another run ({CONFIG_FILE}): choose another one (or leave "
+                          "it empty), or continue that run with model.resume")
+    try:
+        saved = yaml.safe_load(saved_path.read_text())["model"]
+        same = _model_identity(saved) == _model_identity(cfg["model"])
+    except (yaml.YAMLError, TypeError, KeyError, GenotypeError):
+        same = False
+    if not same:
+        raise ConfigError(f"data.save_dir {folder} holds a run of another model or genotype: resume in the "
+                          "run's own folder, or choose another data.save_dir")
+
+
+def _model_identity(model: Config) -> tuple[Any, ...]:
+    """What must agree between a run and its resumption: the network (the genotype as its DARTS string)."""
+    return (model["name"], model_genotype(model), *(model[k] for k in DARTS_SETTINGS if k != "genotype"))
 
 
 class Tee:
@@ -327,18 +456,26 @@ def main(argv: list[str] | None = None) -> int:
             cfg["data"]["root"] = args.root
         if args.test_only:
             cfg["test"]["evaluate"] = True
-        save_dir = Path(cfg["data"]["save_dir"])
+        save_dir = run_folder(cfg)
+        check_run_folder(save_dir, cfg)
+        cfg["data"]["save_dir"] = str(save_dir)
+        building = io.StringIO()  # nothing is written to save_dir before the whole set-up has worked
+        with contextlib.redirect_stdout(Tee(sys.stdout, building)):
+            job = build(cfg)
         save_dir.mkdir(parents=True, exist_ok=True)
-        (save_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        (save_dir / CONFIG_FILE).write_text(yaml.safe_dump(cfg, sort_keys=False))
         log_name = f"{'test' if args.test_only else 'train'}.log-{time.strftime('%Y-%m-%d-%H-%M-%S')}"
         with open(save_dir / log_name, "w") as log, contextlib.redirect_stdout(Tee(sys.stdout, log)):
-            run(cfg)
+            log.write(building.getvalue())
+            record = job.run()
+        path = write_metrics(save_dir, {**record, "source": log_name})
+        print(f"metrics: {path}")
 
     def hint() -> str:
         save_dir = state.get("cfg", DEFAULTS)["data"]["save_dir"]
         return f"continue with model.resume {save_dir}/model/model.pth.tar-<epoch>"
 
-    return run_tool(body, (ConfigError, ReIDModelError, GenotypeError, yaml.YAMLError), hint)
+    return run_tool(body, (ConfigError, ReIDModelError, ConversionError, GenotypeError, yaml.YAMLError), hint)
 
 
 if __name__ == "__main__":
