@@ -187,17 +187,18 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
-def test_measuring_child_dies_with_a_terminated_benchmark() -> None:
+@pytest.mark.parametrize("wait", [0, 3])  # 0: the child is still importing torch, its initializer has not run
+def test_measuring_child_dies_with_a_terminated_benchmark(wait: float) -> None:
     code = f"import sys, time; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.measure import in_child; in_child('x', time.sleep, 120)"
     parent = subprocess.Popen([sys.executable, "-c", code])
     children: list[int] = []
     try:
         deadline = time.monotonic() + 60
-        while not _children(parent.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(2)  # the pool's initializer runs once the child is up; give it the moment
+        while len(_children(parent.pid)) < 2 and time.monotonic() < deadline:  # the resource tracker, the child
+            time.sleep(0.05)
+        time.sleep(wait)
         children = _children(parent.pid)
-        assert children, "no measuring child started"
+        assert len(children) == 2, "no measuring child started"
         parent.terminate()
         parent.wait(timeout=30)
         deadline = time.monotonic() + 20
