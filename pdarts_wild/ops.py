@@ -286,7 +286,8 @@ class PointwiseConv2d(nn.Conv2d):
     the pixels ``x[:, :, ::s, ::s]``: the same products and sums. oneDNN's weight gradient of such a strided
     1x1 conv on a channels-last map (``jit_avx2_1x1``, the kernel of CPUs without AVX-512; 8 = its channel
     block, oneDNN 3.12) writes past its buffer and corrupts the heap (BENCHMARKS.md, "Known issues"); a
-    stride-1 1x1 conv never reaches it. Wider inputs keep the strided conv, up to 1.3x faster there.
+    stride-1 1x1 conv never reaches it. Wider inputs keep the strided conv: there the pixel grid's copies
+    would cost up to 1.3x (forward + backward, 64x32x32x32).
     """
 
     def __init__(self, c_in: int, c_out: int, stride: int) -> None:
