@@ -87,18 +87,22 @@ def timed_steps(step: Callable[[], None], device: torch.device, warmup: int, ste
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def _die_with_parent() -> None:
-    """In a measuring child on Linux: be killed when the benchmark process dies (a SIGTERM to it included),
-    instead of measuring on as an orphan that holds gigabytes and a core."""
+def _die_with_parent(parent: int) -> None:
+    """In a measuring child on Linux: be killed when the benchmark process ``parent`` dies (a SIGTERM to it
+    included), instead of measuring on as an orphan that holds gigabytes and a core. A parent that died
+    before this ran (while the spawned child was still importing torch) sends no signal: then exit now."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
 
 
 def in_child(what: str, function: Callable[..., Any], *args: Any) -> Any:
     """``function(*args)`` in a fresh spawned process: its peak memory is its own, and what its allocator
     keeps after a full-size forward and backward is given back to the system when it ends. The child dies
     with this process."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"), initializer=_die_with_parent) as pool:
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"), initializer=_die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         try:
             return pool.submit(function, *args).result()
         except BrokenProcessPool:

@@ -279,6 +279,29 @@ class SepConv(nn.Module):
         return self.op(x)
 
 
+class PointwiseConv2d(nn.Conv2d):
+    """A bias-free 1x1 conv (the parameters of ``nn.Conv2d``, one stride for both axes).
+
+    With fewer than 8 input channels and stride s > 1 it is computed, on every device, as a stride-1 conv of
+    the pixels ``x[:, :, ::s, ::s]``: the same products and sums. oneDNN's weight gradient of such a strided
+    1x1 conv on a channels-last map (``jit_avx2_1x1``, the kernel of CPUs without AVX-512; 8 = its channel
+    block, oneDNN 3.12) writes past its buffer and corrupts the heap (BENCHMARKS.md, "Known issues"); a
+    stride-1 1x1 conv never reaches it. Wider inputs keep the strided conv: there the pixel grid's copies
+    would cost up to 1.3x (forward + backward, 64x32x32x32).
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__(c_in, c_out, 1, stride=stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        step = self.stride[0]
+        if self.stride[1] != step:
+            raise ValueError("PointwiseConv2d takes the same stride along both axes")
+        if step == 1 or self.in_channels >= 8:  # stride 1: the torchreid adapter keeps a reduction's resolution
+            return self._conv_forward(x, self.weight, self.bias)
+        return F.conv2d(pixel_grid(x, 0, step), self.weight, self.bias)
+
+
 class FactorizedReduce(nn.Module):
     """Halve H and W with two offset 1x1 stride-2 convs whose outputs are concatenated (needs even H, W)."""
 
@@ -287,8 +310,8 @@ class FactorizedReduce(nn.Module):
         if c_out % 2:
             raise ValueError(f"FactorizedReduce needs an even number of output channels, got {c_out}")
         self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_1 = PointwiseConv2d(c_in, c_out // 2, 2)
+        self.conv_2 = PointwiseConv2d(c_in, c_out // 2, 2)
         self.bn = BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ from pdarts_wild.spaces import DARTS_PRIMITIVES, get_space
 from pdarts_wild.strategies.pcdarts import PCDARTS
 from pdarts_wild.strategies.pdarts import PDARTS
 from pdarts_wild.supernet import MixedEdge, Supernet
+from tolerance import sum_tolerance
 
 SPACE = get_space("darts")
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +64,7 @@ def test_edge_weights_are_a_softmax_per_node_and_train() -> None:
     model = Supernet(SPACE, SPACE.initial_candidates(), 10, 8, 3, partial_channels=2, edge_normalization=True)
     scales = model.edge_scales("normal")
     for edges in ([0, 1], [2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12, 13]):
-        assert scales[edges].sum().item() == pytest.approx(1.0)
+        assert scales[edges].sum().item() == pytest.approx(1.0, abs=sum_tolerance(2 * len(edges)))  # softmax, sum
     model(torch.randn(2, 3, 16, 16)).sum().backward()
     assert all(b.grad is not None and b.grad.abs().sum() > 0 for b in model.betas.values())
 
