@@ -5,8 +5,9 @@ process of its own, forked from this fresh interpreter after it imported TOOL (s
 pay the imports), and must die at ``kill``, or with ``kill`` null run to the end and exit 0. ``kill``:
 
 - ``call:torch.optim:SGD.step:5`` dies on entering the 5th call of ``torch.optim.SGD.step`` (the 5th weight step);
-- ``save:checkpoint.pt.tmp:3``: the 3rd ``torch.save`` into a file named ``checkpoint.pt.tmp`` writes half of its
-  bytes to disk, then the process dies: a kill in the middle of writing a checkpoint.
+- ``save:checkpoint.pt.tmp:3``: the 3rd write of a file named ``checkpoint.pt.tmp`` (the temporary file of
+  :func:`pdarts_wild.files.atomic_write`) puts half of its bytes on disk, then the process dies: a kill in the
+  middle of writing a checkpoint.
 
 A kill is a real ``kill -9`` of the tool's process, chosen by call counts rather than by time, so it happens at the
 same point on a fast and a loaded machine. Runs use one thread, as the tests' own runs (conftest.py). The test
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import io
 import json
 import multiprocessing
 import os
@@ -55,28 +55,41 @@ def kill_on_call(module: str, function: str, k: int) -> None:
     setattr(owner, name, counted)
 
 
+class _TornWrite:
+    """A file whose first ``write`` puts half of its bytes on disk, then kills the process."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    def __enter__(self) -> "_TornWrite":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.close()
+
+    def write(self, data: bytes) -> None:
+        self.handle.write(bytes(data)[: len(data) // 2])
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        _die()
+
+
 def kill_mid_save(name: str, k: int) -> None:
-    """The ``k``-th ``torch.save`` into a file named ``name`` writes half of its bytes, then the process dies."""
-    import torch
+    """The ``k``-th opening for writing of a file named ``name`` by :func:`pdarts_wild.files.atomic_write` (every
+    checkpoint goes through it) writes half of its bytes, then the process dies."""
+    from pdarts_wild import files
 
-    real, calls = torch.save, [0]
+    calls = [0]
 
-    @functools.wraps(real)
-    def save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
-        if isinstance(f, (str, os.PathLike)) and Path(f).name == name:
+    def open_for(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        handle = open(file, mode, *args, **kwargs)
+        if "w" in mode and Path(file).name == name:
             calls[0] += 1
             if calls[0] == k:
-                buffer = io.BytesIO()
-                real(obj, buffer, *args, **kwargs)
-                data = buffer.getvalue()
-                with open(f, "wb") as file:
-                    file.write(data[: len(data) // 2])
-                    file.flush()
-                    os.fsync(file.fileno())
-                _die()
-        real(obj, f, *args, **kwargs)
+                return _TornWrite(handle)
+        return handle
 
-    torch.save = save
+    files.open = open_for  # the module's own name lookup finds this before the builtin
 
 
 def _run(main: Callable[[list[str]], int], args: list[str], kill: str | None) -> None:

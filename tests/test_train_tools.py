@@ -368,7 +368,7 @@ def test_missing_cifar_without_network_says_where_to_put_files(tmp_path: Path, m
 @pytest.mark.parametrize(
     "tool, args, message",
     [
-        ("cifar", ["--model", "resnet_nope"], "unknown model 'resnet_nope': not a timm model .closest: resnet"),
+        ("cifar", ["--model", "resnet_nope"], r"unknown model 'resnet_nope' \(closest: resnet50_gn, .*; all: timm\.list_models\(\)"),
         ("cifar", ["--model", "resnet50", "--genotype", "PDARTS", "--auxiliary-weight", "0.4"],
          "--genotype, --init-channels, --layers, --auxiliary-weight only apply to the DARTS-family models"),
         ("imagenet", ["--model", "mobilenetv2_100", "--drop-path", "0.1"], "--init-channels, --layers, --drop-path only"),
