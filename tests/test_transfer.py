@@ -130,12 +130,10 @@ def study(data_root: Path, search_run: Path, tmp_path_factory: pytest.TempPathFa
 
 
 @pytest.mark.parametrize("change, message", [
-    (["--genotypes", "PDART"], "unknown genotype (registry name, genotype file or search run folder) 'PDART': did "
-                               "you mean PDARTS, PCDARTS, DARTS? list them with tools/transfer.py list"),
-    (["--tasks", "cifar11"], "unknown task 'cifar11': did you mean cifar10, cifar100? list them with "
-                             "tools/transfer.py list"),
-    (["--baselines", "resnet5"], "unknown baseline 'resnet5': did you mean resnet50? list them with "
-                                 "tools/transfer.py list"),
+    (["--genotypes", "PDART"], "unknown genotype (registry name, genotype file or search run folder) 'PDART' "
+                               "(closest: PDARTS, PCDARTS, DARTS; all: tools/transfer.py list)"),
+    (["--tasks", "cifar11"], "unknown task 'cifar11' (closest: cifar10, cifar100; all: tools/transfer.py list)"),
+    (["--baselines", "resnet5"], "unknown baseline 'resnet5' (closest: resnet50; all: tools/transfer.py list)"),
     (["--tasks", "market1501>market1501"], "cross-dataset task 'market1501>market1501': source and target are the "
                                            "same; use the task 'market1501'"),
     (["--tasks", "coco-retinanet"], "coco-retinanet starts from ImageNet weights of PDARTS: add imagenet to --tasks "
