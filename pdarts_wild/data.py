@@ -25,7 +25,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from sklearn.datasets import load_digits
 from torch.utils.data import Dataset, Subset
 from torchvision import datasets, transforms
 from torchvision.datasets.utils import download_and_extract_archive, download_url, extract_archive
@@ -314,6 +313,8 @@ def _load_torchvision(name: str, root: Path, download: bool, transform: Callable
 @functools.lru_cache(maxsize=1)
 def _digits_images() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's digits as read-only uint8 (N, 32, 32, 3) images and int64 labels."""
+    from sklearn.datasets import load_digits  # here, not at the top: it costs every tool ~1 s to import
+
     bunch = load_digits()
     small = torch.from_numpy(bunch.images).float().div(16.0).unsqueeze(1)  # N x 1 x 8 x 8
     big = F.interpolate(small, size=32, mode="bilinear", align_corners=False).clamp(0.0, 1.0)

@@ -6,7 +6,6 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
@@ -204,20 +203,6 @@ def test_each_addition_restarts_the_cosine_from_the_current_lr(opp_run: Path) ->
     assert lrs[0] == config["lr"]
     for e in range(len(lrs) - 1):  # the cosine restarted at epoch e runs over the epochs - e epochs left
         assert lrs[e + 1] == pytest.approx(lr_min + (lrs[e] - lr_min) * (1 + math.cos(math.pi / (epochs - e))) / 2)
-
-
-def test_resume_across_an_addition_is_bit_identical(tmp_path: Path, opp_run: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    interrupt_search: Callable[[int], None]) -> None:
-    """Ctrl-C after the starting op was chosen and the second op added (before epoch 2 trains): resume must add it
-    again. Kills while scoring and while checkpointing: the next test."""
-    out = tmp_path / "run"
-    interrupt_search(1)
-    assert search_tool.main([*TINY, "--out", str(out)]) == 130
-    monkeypatch.undo()
-    assert search_tool.main([*TINY, "--out", str(out), "--resume"]) == 0
-    resumed, reference = (json.loads((o / "genotype.json").read_text()) for o in (out, opp_run))
-    assert resumed["op_growth"] == reference["op_growth"]
-    assert resumed["alphas"] == reference["alphas"]  # bit for bit
 
 
 def test_killed_while_scoring_and_while_checkpointing_resumes_bit_identical(tmp_path: Path, opp_run: Path) -> None:
