@@ -115,7 +115,7 @@ def whole_search(bench: dict[str, dict[str, Any]]) -> list[tuple[str, str, float
     rows = []
     for algorithm, (configs, epochs, frozen, validated, paper) in PAPERS.items():
         variants = set.intersection(*(set(bench.get(c, {})) for c in configs)) if configs else set()
-        for variant in ("baseline", "eager", "compile", "cudagraph"):
+        for variant in ("baseline", "eager", "no-recompute", "compile", "cudagraph"):
             if variant not in variants:
                 continue
             seconds = 0.0
@@ -129,8 +129,8 @@ def whole_search(bench: dict[str, dict[str, Any]]) -> list[tuple[str, str, float
 def _table(rows: list[tuple[str, ...]], left: int = 1) -> str:
     """Rows of text cells; the first ``left`` columns left-aligned, the others right-aligned."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-                     for r in rows).rstrip()
+    return "\n".join("  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+                     for r in rows)
 
 
 def report(work: Path, out: Path) -> None:

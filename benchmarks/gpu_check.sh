@@ -2,9 +2,10 @@
 # The GPU figures of issue 18 in one call on a bare GPU machine (its own PyTorch, no pip, this project copied over),
 # most important first, within --budget seconds (default 480):
 #   env, optimizers             what the machine holds; are the fused / foreach optimizers bit-identical there
-#   bench_search_eager          tools/bench_search.py --device cuda --batch 96, every config: ours against the baseline
-#   bench_search_CONFIG         the compile and cudagraph variants of CONFIG (pdarts-s3 first: its compilation is the
-#                               cheapest of the paper's stages)
+#   bench_CONFIG                tools/bench_search.py --device cuda --batch 96: ours (eager, no-recompute) against
+#                               the baseline, for every config
+#   bench_CONFIG_compiled       its compile and cudagraph variants (pdarts-s3 first: its compilation is the cheapest
+#                               of the paper's stages)
 #   data, search_OPTION         a P-DARTS search of one epoch per stage on 10,000 generated CIFAR-10 images with each
 #                               speed option: eager, compile, cudagraph, no-recompute, bf16
 #   bench_train, bench_train_compile   tools/bench_train.py --device cuda --batch 96 (skipped without timm)
@@ -15,11 +16,11 @@
 #   bash benchmarks/gpu_check.sh                      # on the GPU machine
 #   bash benchmarks/gpu_check.sh --tiny               # the same steps on the CPU at toy sizes (compiled steps trace
 #                                                     # with aot_eager: generating kernels takes minutes on a CPU)
-#   bash benchmarks/gpu_check.sh --only bench_search_pdarts-s1,search_cudagraph   # what an earlier call left out
+#   bash benchmarks/gpu_check.sh --only bench_pdarts-s1_compiled,search_cudagraph  # what an earlier call left out
 #   bash benchmarks/gpu_check.sh --skip search_bf16 --budget 300
 set -u
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
 
 TINY=0
 OUT_DIR=${OUT:-gpu_check_out}
@@ -55,7 +56,7 @@ ORDER=()
 if ((TINY)); then
     DEV=cpu
     BENCH_SIZE=(--channels 8 --layers 3 --batch 4 --warmup 0 --steps 1 --compile-backend aot_eager)
-    EAGER_CONFIGS=pdarts-s3
+    CONFIGS=(pdarts-s3)
     COMPILED_CONFIGS=(pdarts-s3)
     COMPILED_VARIANTS=compile
     IMAGES=160
@@ -64,11 +65,11 @@ if ((TINY)); then
     TRAIN_VARIANTS=channels-last
     FIRST_SEARCHES=(eager compile)
     LATER_SEARCHES=(no-recompute bf16)
-    CAP_BENCH=120 CAP_COMPILED=150 CAP_SEARCH=120 CAP_SEARCH_COMPILED=400 CAP_TRAIN=90
+    CAP_BENCH=90 CAP_COMPILED=150 CAP_SEARCH=120 CAP_SEARCH_COMPILED=400 CAP_TRAIN=90
 else
     DEV=cuda
     BENCH_SIZE=(--batch 96 --warmup 1 --steps 3)
-    EAGER_CONFIGS=pdarts-s1,pdarts-s2,pdarts-s3,darts,pc-darts
+    CONFIGS=(pdarts-s1 pdarts-s3 pdarts-s2 pc-darts darts)
     COMPILED_CONFIGS=(pdarts-s3 pdarts-s1 pc-darts pdarts-s2 darts)
     COMPILED_VARIANTS=compile,cudagraph
     IMAGES=10000
@@ -77,7 +78,7 @@ else
     TRAIN_VARIANTS=channels-last,amp,amp+channels-last
     FIRST_SEARCHES=(eager cudagraph)
     LATER_SEARCHES=(compile no-recompute bf16)
-    CAP_BENCH=200 CAP_COMPILED=300 CAP_SEARCH=200 CAP_SEARCH_COMPILED=360 CAP_TRAIN=120
+    CAP_BENCH=90 CAP_COMPILED=300 CAP_SEARCH=200 CAP_SEARCH_COMPILED=360 CAP_TRAIN=120
 fi
 
 wanted() {  # is step $1 selected by --only / --skip?
@@ -142,12 +143,15 @@ if [[ $DEV == cuda ]] && ! "$PY" -c 'import torch, sys; sys.exit(not torch.cuda.
     exit 1
 fi
 run_step optimizers 60 "$PY" benchmarks/gpu_check.py optimizers --device "$DEV"
-run_step bench_search_eager "$CAP_BENCH" "$PY" tools/bench_search.py --device "$DEV" --configs "$EAGER_CONFIGS" \
-    --variants eager "${BENCH_SIZE[@]}" --json "$WORK/bench_search_eager.json"
-first=${COMPILED_CONFIGS[0]}
-run_step "bench_search_$first" "$CAP_COMPILED" "$PY" tools/bench_search.py --device "$DEV" --configs "$first" \
-    --variants "$COMPILED_VARIANTS" "${BENCH_SIZE[@]}" --json "$WORK/bench_search_$first.json"
-((TINY)) && wanted bench_search_cudagraph && note bench_search_cudagraph "skipped: CUDA graphs need CUDA (this is --tiny)"
+bench_step() {  # bench_step CONFIG VARIANTS STEP CAP: tools/bench_search.py, one JSON per step
+    run_step "$3" "$4" "$PY" tools/bench_search.py --device "$DEV" --configs "$1" --variants "$2" "${BENCH_SIZE[@]}" \
+        --json "$WORK/bench_search_$3.json"
+}
+for config in "${CONFIGS[@]}"; do
+    bench_step "$config" eager,no-recompute "bench_$config" "$CAP_BENCH"
+done
+bench_step "${COMPILED_CONFIGS[0]}" "$COMPILED_VARIANTS" "bench_${COMPILED_CONFIGS[0]}_compiled" "$CAP_COMPILED"
+((TINY)) && wanted bench_cudagraph && note bench_cudagraph "skipped: CUDA graphs need CUDA (this is --tiny)"
 run_step data 60 "$PY" benchmarks/gpu_check.py data "$WORK/data" --images "$IMAGES"
 for option in "${FIRST_SEARCHES[@]}"; do
     search_step "$option"
@@ -159,8 +163,7 @@ else
     note bench_train "skipped: timm is not installed here (tools/bench_train.py builds the timm models)"
 fi
 for config in "${COMPILED_CONFIGS[@]:1}"; do
-    run_step "bench_search_$config" "$CAP_COMPILED" "$PY" tools/bench_search.py --device "$DEV" --configs "$config" \
-        --variants "$COMPILED_VARIANTS" "${BENCH_SIZE[@]}" --json "$WORK/bench_search_$config.json"
+    bench_step "$config" "$COMPILED_VARIANTS" "bench_${config}_compiled" "$CAP_COMPILED"
 done
 for option in "${LATER_SEARCHES[@]}"; do
     search_step "$option"

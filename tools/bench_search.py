@@ -15,10 +15,11 @@ the original DARTS / P-DARTS / PC-DARTS code. Ours also recomputes its ops' acti
 pass (its default).
 
 Variants of ours (--variants), each timed against the same baseline:
-  eager      as tools/search.py runs it by default
-  compile    the search cells compiled (tools/search.py --compile): compile_s is the warm-up steps' time
-             above that of as many timed steps, i.e. the compilation
-  cudagraph  compiled and replayed as CUDA graphs (--compile reduce-overhead; CUDA only)
+  eager         as tools/search.py runs it by default
+  no-recompute  eager, the ops' activations stored instead of recomputed (--no-recompute)
+  compile       the search cells compiled (tools/search.py --compile): compile_s is the warm-up steps' time
+                above that of as many timed steps, i.e. the compilation
+  cudagraph     compiled and replayed as CUDA graphs (--compile reduce-overhead; CUDA only)
 Compiled variants take at least 2 warm-up steps (the compilation; the CUDA graphs' recording).
 
 Configs (16 initial channels, 32x32 random images, 10 classes):
@@ -35,11 +36,12 @@ from it by baseline_from() (identical weights, alphas set to N(0, 1) so that the
 on the same batch and the same dropout seed (the baseline's dropout drawing its masks as ours,
 UniformMaskDropout, for the check only), both in ours' layout, in float32: the loss and every
 gradient (weights, alphas, betas) must agree within 1e-5, else the tool stops with exit code 1. If
-float32 misses 1e-5, the check is repeated in float64 and the table says so. A compiled variant is
-checked after its timed steps, in its own process, on the graphs its steps compiled (a weight pass and
-an architecture pass, float32, skip dropout off: compiled, the dropout draws other random numbers)
-against baseline_from() of its weights; fused kernels add in another order, so it must agree within
-1e-4 (a float64 check would compile everything again).
+float32 misses 1e-5, the check is repeated in float64 and the table says so. The other variants are
+checked after their timed steps, in their own process (compiled: on the graphs their steps compiled), as
+their steps compute gradients (a weight pass and an architecture pass, float32, skip dropout off:
+compiled, the dropout draws other random numbers) against baseline_from() of their weights; fused
+kernels add in another order, so they must agree within 1e-4 (a float64 check would compile everything
+again).
 
 Timing and memory: each (config, variant) runs in a fresh process (multiprocessing spawn): build
 the model, its optimizers and the two batches, then --warmup steps and --steps timed steps; step_ms
@@ -96,10 +98,10 @@ from pdarts_wild.spaces import CELL_TYPES, DARTS_PRIMITIVES, get_space
 from pdarts_wild.supernet import Supernet
 
 TOLERANCE = 1e-5
-COMPILED_TOLERANCE = 1e-4  # float32, fused kernels summing in another order
+VARIANT_TOLERANCE = 1e-4  # the other variants' float32 check: fused kernels or another order of the sums
 NUM_CLASSES = 10
 IMAGE_SIZE = 32
-COMPILE_MODES = {"eager": None, "compile": "default", "cudagraph": "reduce-overhead"}  # our variants
+COMPILE_MODES = {"eager": None, "no-recompute": None, "compile": "default", "cudagraph": "reduce-overhead"}  # ours
 BASELINE = "baseline"
 
 
@@ -184,6 +186,8 @@ def build_model(name: str, variant: str, settings: Settings, device: torch.devic
     torch.manual_seed(settings.seed)
     cls = BaselineSupernet if variant == BASELINE else Supernet
     model = cls(**supernet_kwargs(name, settings)).to(device, memory_format=memory_format(variant, device)).train()
+    if variant == "no-recompute":
+        model.set_recompute(False)
     if COMPILE_MODES.get(variant) is not None:
         compile_cells(model, COMPILE_MODES[variant], settings.compile_backend)
     return model
@@ -342,24 +346,25 @@ def measure(name: str, variant: str, settings: Settings) -> dict[str, Any]:
     step = OriginalSearchStep(model, search_config(name)) if variant == BASELINE else \
         SearchStep(model, search_config(name), mode)
     train, valid = batches(settings, device, memory_format(variant, device))
-    warmup = settings.warmup if variant in (BASELINE, "eager") else max(settings.warmup, 2)
+    warmup = settings.warmup if mode is None else max(settings.warmup, 2)
     # on the CPU the compiler's own memory (traced graphs, generated code) would count: the timed steps' peak
     result: dict[str, Any] = timed_steps(lambda: step(train, valid), device, warmup, settings.steps, settings.batch,
                                          f"{name} {variant}", warmup_memory=mode is None or device.type == "cuda")
-    if variant in (BASELINE, "eager"):
-        del result["warmup_s"]
+    warmup_s = result.pop("warmup_s")
+    if variant in (BASELINE, "eager"):  # eager is checked before the timing, in float64 if need be
         return result
-    from torch._dynamo.utils import counters
+    if mode is not None:
+        from torch._dynamo.utils import counters
 
-    result["compile_s"] = max(result.pop("warmup_s") - warmup * result["step_ms"] / 1000, 0.0)
-    result["cudagraph_skips"] = int(counters["inductor"]["cudagraph_skips"])
-    result["check"] = check_compiled(model, settings, mode)  # type: ignore[arg-type]
+        result["compile_s"] = max(warmup_s - warmup * result["step_ms"] / 1000, 0.0)
+        result["cudagraph_skips"] = int(counters["inductor"]["cudagraph_skips"])
+    result["check"] = check_variant(model, settings, mode)  # type: ignore[arg-type]
     return result
 
 
-def check_compiled(ours: Supernet, settings: Settings, mode: str | None) -> dict[str, Any]:
-    """A compiled supernet after its steps against baseline_from() of its weights (alphas set to N(0, 1)) on the
-    graphs its steps compiled, skip dropout off, float32."""
+def check_variant(ours: Supernet, settings: Settings, mode: str | None) -> dict[str, Any]:
+    """A variant of ours after its steps against baseline_from() of its weights (alphas set to N(0, 1)), computing
+    its gradients as its steps do (compiled: on the graphs they compiled), skip dropout off, float32."""
     device = torch.device(settings.device)
     with torch.no_grad():
         gen = torch.Generator().manual_seed(settings.seed + 2)
@@ -399,10 +404,10 @@ def run_benchmark(names: list[str], variants: list[str], settings: Settings) -> 
             r = measure_in_child(name, variant, settings)
             if variant == "eager":
                 r["check"] = {k: check[k] for k in ("dtype", "memory_format", "loss_diff", "max_abs_grad_diff")}
-            elif max(r["check"]["loss_diff"], r["check"]["max_abs_grad_diff"]) > COMPILED_TOLERANCE:
-                raise CheckFailed(f"{name} {variant}: the compiled supernet and the baseline disagree: loss difference "
+            elif max(r["check"]["loss_diff"], r["check"]["max_abs_grad_diff"]) > VARIANT_TOLERANCE:
+                raise CheckFailed(f"{name} {variant}: ours and the baseline disagree: loss difference "
                                   f"{r['check']['loss_diff']:.3g}, max |gradient difference| "
-                                  f"{r['check']['max_abs_grad_diff']:.3g} > {COMPILED_TOLERANCE:g}")
+                                  f"{r['check']['max_abs_grad_diff']:.3g} > {VARIANT_TOLERANCE:g}")
             r["speedup"] = r["img_per_s"] / base["img_per_s"]
             r["memory_ratio"] = r["peak_mb"] / base["peak_mb"] if base["peak_mb"] > 0 else float("nan")
             r["max_abs_grad_diff"] = r["check"]["max_abs_grad_diff"]
