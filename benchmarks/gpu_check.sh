@@ -3,9 +3,9 @@
 # most important first, within --budget seconds (default 480):
 #   env, optimizers             what the machine holds; are the fused / foreach optimizers bit-identical there
 #   bench_CONFIG                tools/bench_search.py --device cuda --batch 96: ours (eager, no-recompute) against
-#                               the baseline, for every config
-#   bench_CONFIG_compiled       its compile and cudagraph variants (pdarts-s3 first: its compilation is the cheapest
-#                               of the paper's stages)
+#                               the baseline, for every config (pdarts-s3, -s1, -s2; pc-darts and darts later)
+#   bench_CONFIG_compiled       its compile and cudagraph variants (pdarts-s3 right after its eager figures: its
+#                               compilation is the cheapest of the paper's stages; the other configs last)
 #   data, search_OPTION         a P-DARTS search of one epoch per stage on 10,000 generated CIFAR-10 images with each
 #                               speed option: eager, compile, cudagraph, no-recompute, bf16
 #   bench_train, bench_train_compile   tools/bench_train.py --device cuda --batch 96 (skipped without timm)
@@ -56,8 +56,9 @@ ORDER=()
 if ((TINY)); then
     DEV=cpu
     BENCH_SIZE=(--channels 8 --layers 3 --batch 4 --warmup 0 --steps 1 --compile-backend aot_eager)
-    CONFIGS=(pdarts-s3)
-    COMPILED_CONFIGS=(pdarts-s3)
+    CONFIGS=(pdarts-s3)  # the first is also compiled first
+    MORE_CONFIGS=()  # after the end-to-end search
+    COMPILED_CONFIGS=()  # compiled after the first, last
     COMPILED_VARIANTS=compile
     IMAGES=160
     SEARCH_SIZE=(--preset tiny --train-limit 160 --compile-backend aot_eager)
@@ -69,8 +70,9 @@ if ((TINY)); then
 else
     DEV=cuda
     BENCH_SIZE=(--batch 96 --warmup 1 --steps 3)
-    CONFIGS=(pdarts-s1 pdarts-s3 pdarts-s2 pc-darts darts)
-    COMPILED_CONFIGS=(pdarts-s3 pdarts-s1 pc-darts pdarts-s2 darts)
+    CONFIGS=(pdarts-s3 pdarts-s1 pdarts-s2)
+    MORE_CONFIGS=(pc-darts darts)
+    COMPILED_CONFIGS=(pdarts-s1 pc-darts pdarts-s2 darts)
     COMPILED_VARIANTS=compile,cudagraph
     IMAGES=10000
     SEARCH_SIZE=()
@@ -147,22 +149,25 @@ bench_step() {  # bench_step CONFIG VARIANTS STEP CAP: tools/bench_search.py, on
     run_step "$3" "$4" "$PY" tools/bench_search.py --device "$DEV" --configs "$1" --variants "$2" "${BENCH_SIZE[@]}" \
         --json "$WORK/bench_search_$3.json"
 }
-for config in "${CONFIGS[@]}"; do
+bench_step "${CONFIGS[0]}" eager,no-recompute "bench_${CONFIGS[0]}" "$CAP_BENCH"
+bench_step "${CONFIGS[0]}" "$COMPILED_VARIANTS" "bench_${CONFIGS[0]}_compiled" "$CAP_COMPILED"
+((TINY)) && wanted bench_cudagraph && note bench_cudagraph "skipped: CUDA graphs need CUDA (this is --tiny)"
+for config in "${CONFIGS[@]:1}"; do
     bench_step "$config" eager,no-recompute "bench_$config" "$CAP_BENCH"
 done
-bench_step "${COMPILED_CONFIGS[0]}" "$COMPILED_VARIANTS" "bench_${COMPILED_CONFIGS[0]}_compiled" "$CAP_COMPILED"
-((TINY)) && wanted bench_cudagraph && note bench_cudagraph "skipped: CUDA graphs need CUDA (this is --tiny)"
 run_step data 60 "$PY" benchmarks/gpu_check.py data "$WORK/data" --images "$IMAGES"
-for option in "${FIRST_SEARCHES[@]}"; do
-    search_step "$option"
+search_step "${FIRST_SEARCHES[0]}"
+for config in "${MORE_CONFIGS[@]}"; do
+    bench_step "$config" eager,no-recompute "bench_$config" "$CAP_BENCH"
 done
+search_step "${FIRST_SEARCHES[1]}"
 if "$PY" -c 'import timm' 2>/dev/null; then
     run_step bench_train "$CAP_TRAIN" "$PY" tools/bench_train.py --device "$DEV" "${TRAIN_SIZE[@]}" \
         --variants "$TRAIN_VARIANTS" --json "$WORK/bench_train_eager.json"
 else
     note bench_train "skipped: timm is not installed here (tools/bench_train.py builds the timm models)"
 fi
-for config in "${COMPILED_CONFIGS[@]:1}"; do
+for config in "${COMPILED_CONFIGS[@]}"; do
     bench_step "$config" "$COMPILED_VARIANTS" "bench_${config}_compiled" "$CAP_COMPILED"
 done
 for option in "${LATER_SEARCHES[@]}"; do

@@ -61,11 +61,11 @@ def test_tiny_steps_report_and_a_failed_step_does_not_stop_the_rest(tmp_path: Pa
 
 
 def test_a_hung_step_is_cut_at_the_budget_and_the_rest_skipped(tmp_path: Path) -> None:
-    done = _run(tmp_path, _python_that(tmp_path, hangs_on="env"), "--budget", "45", "--only", "env,data", timeout=120)
+    done = _run(tmp_path, _python_that(tmp_path, hangs_on="env"), "--budget", "40", "--only", "env,data", timeout=120)
     assert done.returncode == 1
     steps = json.loads((tmp_path / "out" / "gpu_check.json").read_text())["steps"]
-    assert steps == {"env": "TIMED OUT after 20 s (a bigger budget, or --only env)",
-                     "data": "skipped: the 45 s budget is spent (run it with --only data)"}
+    assert steps == {"env": "TIMED OUT after 15 s (a bigger budget, or --only env)",
+                     "data": "skipped: the 40 s budget is spent (run it with --only data)"}
 
 
 def test_unknown_option_is_one_line(tmp_path: Path) -> None:
