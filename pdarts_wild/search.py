@@ -175,11 +175,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def search_optimizers(model: Supernet, c: SearchConfig, lr: float) -> tuple[torch.optim.SGD, torch.optim.Adam]:
-    """SGD for the weights, Adam for the architecture, with ``c``'s hyper-parameters. Their multi-tensor kernels
-    (SGD's fused one, Adam's foreach one) give the per-tensor loop's numbers bit for bit (Adam's fused kernel
-    differs in the last bit) in a few launches instead of several per parameter."""
+    """SGD for the weights, Adam for the architecture, with ``c``'s hyper-parameters. Their multi-tensor (foreach)
+    kernels give the per-tensor loop's numbers bit for bit in a few launches instead of several per parameter (the
+    fused kernels of both differ in the last bit on the CPU)."""
     w_opt = torch.optim.SGD(model.weight_parameters(), lr, momentum=c.momentum, weight_decay=c.weight_decay,
-                            nesterov=c.nesterov, fused=True)
+                            nesterov=c.nesterov, foreach=True)
     a_opt = torch.optim.Adam(model.arch_parameters(), c.arch_lr, betas=c.arch_betas, weight_decay=c.arch_weight_decay,
                              foreach=True)
     return w_opt, a_opt

@@ -1,6 +1,6 @@
 """torch.compile of the search cells (tools/search.py --compile): the same loss, gradients and BN statistics as
 eager, one graph per distinct cell and kind of pass, none after the first steps (a new skip-dropout rate included),
-compile time apart from images/s in search.log; and the estimate of the time left.
+compile time apart from images/s in search.log; the search's multi-tensor optimizers; and the estimate of the time left.
 
 The compiled tests trace with aot_eager (dynamo and AOTAutograd, what decides graphs and recompilations) instead
 of generating kernels, which takes minutes on a CPU. ~60 s in all."""
@@ -16,7 +16,9 @@ import torch
 from torch.nn import functional as F
 
 from pdarts_wild.compiling import compile_cells, compiled_graphs
+from pdarts_wild.config import resolve_config
 from pdarts_wild.pace import Pace, Work, format_duration
+from pdarts_wild.search import search_optimizers
 from pdarts_wild.spaces import CELL_TYPES, get_space
 from pdarts_wild.supernet import Supernet
 
@@ -115,3 +117,30 @@ def test_pace_estimates_unmeasured_stages_and_kinds() -> None:
     assert pace.per_image(1, "weights", costs) == pytest.approx(0.004)
     assert pace.per_image(2, "weights", costs) == pytest.approx(0.004 * 34 / 44)
     assert format_duration(3723.4) == "1:02:03" and format_duration(59.6) == "0:01:00"
+
+
+def test_search_optimizers_give_the_per_tensor_loops_numbers_bit_for_bit() -> None:
+    """Foreach SGD, Adam and clipping (what tools/search.py steps with) against the per-tensor loops."""
+    space = get_space("darts")
+    torch.manual_seed(0)
+    start = Supernet(space, {cell: [OPS] * space.num_edges for cell in CELL_TYPES}, 10, channels=4, layers=3)
+    config = resolve_config("pdarts", "cifar10")
+    results = []
+    for fast in (True, False):
+        model = copy.deepcopy(start)
+        w_opt, a_opt = search_optimizers(model, config, config.lr) if fast else (
+            torch.optim.SGD(model.weight_parameters(), config.lr, momentum=config.momentum,
+                            weight_decay=config.weight_decay, foreach=False),
+            torch.optim.Adam(model.arch_parameters(), config.arch_lr, betas=config.arch_betas,
+                             weight_decay=config.arch_weight_decay, foreach=False))
+        gen = torch.Generator().manual_seed(1)
+        for _ in range(3):
+            for opt, clip in ((w_opt, config.grad_clip), (a_opt, config.arch_grad_clip)):
+                params = opt.param_groups[0]["params"]
+                for p in params:
+                    p.grad = torch.randn(p.shape, generator=gen)
+                torch.nn.utils.clip_grad_norm_(params, clip, foreach=fast)
+                opt.step()
+        results.append([p.detach() for p in model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*results))
+    assert not all(torch.equal(a, b) for a, b in zip(results[0], start.parameters()))  # the steps moved them

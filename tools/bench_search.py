@@ -8,7 +8,7 @@ the config's algorithm (pdarts_wild.config). Ours computes only the gradients ea
 alphas' in the architecture step, the weights' in the weight step); the baseline, as the original
 code, computes all of them in both backward passes. Ours is pdarts_wild.supernet.Supernet in its default
 layout for the device (channels-last on CPU, contiguous NCHW on CUDA, as the search), stepped as
-tools/search.py steps it (fused SGD, foreach Adam and clipping); "baseline" is
+tools/search.py steps it (foreach SGD, Adam and clipping); "baseline" is
 benchmarks.baseline_supernet.BaselineSupernet in plain NCHW: one module per op and edge, ``none``
 included (x * 0), every op computed and summed, plain nn.Conv2d and the optimizers' default kernels, as
 the original DARTS / P-DARTS / PC-DARTS code. Ours also recomputes its ops' activations in the backward
@@ -248,14 +248,14 @@ class OriginalSearchStep(SearchStep):
 
 
 def compare(ours: Supernet, baseline: BaselineSupernet, batch: tuple[torch.Tensor, torch.Tensor],
-            seed: int, by_step: bool = False) -> tuple[float, float]:
+            seed: int, by_step: bool = False, compile_mode: str | None = None) -> tuple[float, float]:
     """(|loss difference|, max |gradient difference|) of a forward and backward pass of both on ``batch``.
 
     Every parameter of ours is compared with its baseline counterpart; an alpha gradient of ours is
     compared over the full (edges x primitives) matrix, the baseline's scattered into it (zeros where
     an edge lacks the op). ``by_step``: ours computes its gradients as its two steps do, the weights' in
     one pass (alphas fixed) and the architecture's in another (weights fixed), reusing what a compiled
-    supernet compiled for its steps."""
+    supernet compiled for its steps (each pass marked as a new step with CUDA graphs, ``compile_mode``)."""
     baseline.zero_grad(set_to_none=True)
     torch.manual_seed(seed)  # the same skip-dropout masks: both run their dropouts in the same order
     loss = F.cross_entropy(baseline(batch[0]), batch[1])
@@ -266,6 +266,7 @@ def compare(ours: Supernet, baseline: BaselineSupernet, batch: tuple[torch.Tenso
     for group in groups:
         ours.zero_grad(set_to_none=True)
         torch.manual_seed(seed)
+        step_marker(compile_mode)
         with ours.gradients_only_for(group) if by_step else nullcontext():
             loss = F.cross_entropy(ours(batch[0]), batch[1])
             loss.backward()
@@ -373,8 +374,7 @@ def check_variant(ours: Supernet, settings: Settings, mode: str | None) -> dict[
     ours.set_skip_dropout(0.0)  # the rate is a tensor under compile: the same graphs
     baseline = baseline_from(ours).to(memory_format=memory_format("eager", device))
     train, _ = batches(settings, device, memory_format("eager", device))
-    step_marker(mode)
-    loss_diff, grad_diff = compare(ours, baseline, train, settings.seed + 3, by_step=True)
+    loss_diff, grad_diff = compare(ours, baseline, train, settings.seed + 3, by_step=True, compile_mode=mode)
     return {"dtype": "float32", "memory_format": _format_name(memory_format("eager", device)), "loss_diff": loss_diff,
             "max_abs_grad_diff": grad_diff, "skip_dropout": 0.0}
 
