@@ -382,11 +382,14 @@ class Supernet(nn.Module):
         return F.softmax(self.alphas[cell].masked_fill(~mask, float("-inf")), dim=-1)
 
     def edge_weights(self, cell: str) -> list[torch.Tensor]:
-        """Per edge: the weights of its candidate ops, in the edge's op order (picked by column numbers, known
-        when the graph is built, rather than by the boolean mask, whose result's size torch.compile cannot know)."""
+        """Per edge: the weights of its candidate ops, in the edge's op order. They are gathered in one pass by
+        positions the host knows: picking them by the boolean mask, edge by edge, made the host wait for the GPU
+        on every edge (the mask's count) and split a compiled graph there."""
         probs = self.op_probabilities(cell)
+        edges = self.candidates[cell]
         column = {name: k for k, name in enumerate(self.space.primitives)}
-        return [probs[e, [column[name] for name in ops]] for e, ops in enumerate(self.candidates[cell])]
+        picks = [e * probs.shape[1] + column[name] for e, ops in enumerate(edges) for name in ops]
+        return list(probs.flatten()[torch.tensor(picks, device=probs.device)].split([len(ops) for ops in edges]))
 
     def edge_scales(self, cell: str) -> torch.Tensor | None:
         """PC-DARTS edge weights: softmax of the betas over the edges entering each node (None without them)."""
