@@ -119,6 +119,18 @@ run_step() {  # run_step NAME CAP COMMAND...: COMMAND with a limit of CAP second
     fi
 }
 
+# What the tools import: the search core (bench_search too), the search's logs and pictures, the data generator.
+CORE=(torchvision numpy PIL sklearn tqdm)
+SEARCH=("${CORE[@]}" tensorboard matplotlib)
+blocked() {  # blocked STEP MODULE...: true (the step noted as skipped) if a module it needs is not installed here
+    local name=$1 module
+    shift
+    module=$("$PY" -c 'import importlib.util as u, sys; print(next((m for m in sys.argv[1:] if u.find_spec(m) is None), ""))' "$@")
+    [[ -z $module ]] && return 1
+    wanted "$name" && note "$name" "skipped: the Python module $module is not installed here"
+    return 0
+}
+
 search_step() {  # search_step OPTION: P-DARTS, one epoch per stage, on the generated CIFAR-10, with OPTION
     local option=$1 cap=$CAP_SEARCH flags=()
     case $option in
@@ -127,6 +139,7 @@ search_step() {  # search_step OPTION: P-DARTS, one epoch per stage, on the gene
         no-recompute) flags=(--no-recompute) ;;
         bf16) flags=(--bf16) ;;
     esac
+    blocked "search_$option" "${SEARCH[@]}" && return 0
     if [[ ! -d $WORK/data/cifar-10-batches-py ]]; then
         wanted "search_$option" && note "search_$option" "skipped: no generated data (step data)"
         return 0
@@ -146,6 +159,7 @@ if [[ $DEV == cuda ]] && ! "$PY" -c 'import torch, sys; sys.exit(not torch.cuda.
 fi
 run_step optimizers 60 "$PY" benchmarks/gpu_check.py optimizers --device "$DEV"
 bench_step() {  # bench_step CONFIG VARIANTS STEP CAP: tools/bench_search.py, one JSON per step
+    blocked "$3" "${CORE[@]}" && return 0
     run_step "$3" "$4" "$PY" tools/bench_search.py --device "$DEV" --configs "$1" --variants "$2" "${BENCH_SIZE[@]}" \
         --json "$WORK/bench_search_$3.json"
 }
@@ -155,17 +169,15 @@ bench_step "${CONFIGS[0]}" "$COMPILED_VARIANTS" "bench_${CONFIGS[0]}_compiled" "
 for config in "${CONFIGS[@]:1}"; do
     bench_step "$config" eager,no-recompute "bench_$config" "$CAP_BENCH"
 done
-run_step data 60 "$PY" benchmarks/gpu_check.py data "$WORK/data" --images "$IMAGES"
+blocked data numpy scipy || run_step data 60 "$PY" benchmarks/gpu_check.py data "$WORK/data" --images "$IMAGES"
 search_step "${FIRST_SEARCHES[0]}"
 for config in "${MORE_CONFIGS[@]}"; do
     bench_step "$config" eager,no-recompute "bench_$config" "$CAP_BENCH"
 done
 search_step "${FIRST_SEARCHES[1]}"
-if "$PY" -c 'import timm' 2>/dev/null; then
+if ! blocked bench_train "${CORE[@]}" timm; then
     run_step bench_train "$CAP_TRAIN" "$PY" tools/bench_train.py --device "$DEV" "${TRAIN_SIZE[@]}" \
         --variants "$TRAIN_VARIANTS" --json "$WORK/bench_train_eager.json"
-else
-    note bench_train "skipped: timm is not installed here (tools/bench_train.py builds the timm models)"
 fi
 for config in "${COMPILED_CONFIGS[@]}"; do
     bench_step "$config" "$COMPILED_VARIANTS" "bench_${config}_compiled" "$CAP_COMPILED"
@@ -175,7 +187,7 @@ for option in "${LATER_SEARCHES[@]}"; do
 done
 if ((TINY)); then
     wanted bench_train_compile && note bench_train_compile "skipped: inductor takes minutes on a CPU (this is --tiny)"
-elif "$PY" -c 'import timm' 2>/dev/null; then
+elif ! blocked bench_train_compile "${CORE[@]}" timm; then
     run_step bench_train_compile "$CAP_TRAIN" "$PY" tools/bench_train.py --device "$DEV" "${TRAIN_SIZE[@]}" \
         --variants compile --json "$WORK/bench_train_compile.json"
 fi

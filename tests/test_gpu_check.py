@@ -14,11 +14,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
 
 
-def _python_that(tmp_path: Path, *, fails_on: str = "", hangs_on: str = "") -> Path:
+def _python_that(tmp_path: Path, *, fails_on: str = "", hangs_on: str = "", lacks: str = "") -> Path:
     """A python3 for the script that exits 3 when its arguments hold ``fails_on``, sleeps when they hold ``hangs_on``,
-    and is this interpreter otherwise."""
+    says module ``lacks`` is not installed, and is this interpreter otherwise."""
     wrapper = tmp_path / "python"
     wrapper.write_text(f"""#!/bin/bash
+[[ -n "{lacks}" && " $* " == *find_spec*" {lacks} "* ]] && {{ echo "{lacks}"; exit 0; }}
 [[ -n "{fails_on}" && " $* " == *" {fails_on} "* ]] && {{ echo "planted failure" >&2; exit 3; }}
 [[ -n "{hangs_on}" && " $* " == *" {hangs_on} "* ]] && exec sleep 600
 exec {sys.executable} "$@"
@@ -66,6 +67,15 @@ def test_a_hung_step_is_cut_at_the_budget_and_the_rest_skipped(tmp_path: Path) -
     steps = json.loads((tmp_path / "out" / "gpu_check.json").read_text())["steps"]
     assert steps == {"env": "TIMED OUT after 15 s (a bigger budget, or --only env)",
                      "data": "skipped: the 40 s budget is spent (run it with --only data)"}
+
+
+def test_a_step_whose_module_is_missing_is_named_and_skipped(tmp_path: Path) -> None:
+    done = _run(tmp_path, _python_that(tmp_path, lacks="tensorboard"), "--only", "data,search_eager,search_bf16")
+    assert done.returncode == 0
+    steps = json.loads((tmp_path / "out" / "gpu_check.json").read_text())["steps"]
+    assert steps == {"data": steps["data"], "search_eager": "skipped: the Python module tensorboard is not installed here",
+                     "search_bf16": "skipped: the Python module tensorboard is not installed here"}
+    assert steps["data"].startswith("ok (")
 
 
 def test_unknown_option_is_one_line(tmp_path: Path) -> None:
