@@ -32,6 +32,16 @@ def _proc_status_kb(field: str) -> int:
     return int(match.group(1))
 
 
+def _give_back_free_memory() -> None:
+    """glibc's ``malloc_trim(0)``: freed heap pages go back to the system, so that the resident set size is what is
+    in use (after warm-up steps, what they freed would otherwise stay resident and hide the next steps' need)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None).malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc
+            pass
+
+
 class PeakMemory:
     """Memory a block needs above what is held when :meth:`start` is called: on CUDA max_memory_allocated
     minus memory_allocated then; on the CPU the peak resident set size (Linux VmHWM, reset through
@@ -48,6 +58,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self.base = torch.cuda.memory_allocated(self.device)
             return
+        _give_back_free_memory()
         try:  # "5" resets the peak resident set size (VmHWM) to the current one (Linux >= 4.0)
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")
@@ -65,11 +76,13 @@ class PeakMemory:
 
 
 def timed_steps(step: Callable[[], None], device: torch.device, warmup: int, steps: int, batch: int,
-                label: str) -> dict[str, float]:
-    """Run ``step`` ``warmup`` + ``steps`` times; the median timed step (ms), images/s and peak memory (MB)."""
+                label: str, warmup_memory: bool = True) -> dict[str, float]:
+    """Run ``step`` ``warmup`` + ``steps`` times; the median timed step (ms), images/s, peak memory (MB) and the
+    warm-up steps' total time (s; with torch.compile, the compilation). ``warmup_memory=False``: the peak memory of
+    the timed steps alone (on the CPU, a compilation's own memory would count)."""
     memory = PeakMemory(device)
     memory.start()
-    times = []
+    times, warmup_s = [], 0.0
     for i in range(warmup + steps):
         start = time.perf_counter()
         step()
@@ -78,10 +91,15 @@ def timed_steps(step: Callable[[], None], device: torch.device, warmup: int, ste
         elapsed = time.perf_counter() - start
         if i >= warmup:
             times.append(elapsed)
+        else:
+            warmup_s += elapsed
+        if i == warmup - 1 and not warmup_memory:
+            memory.start()
         phase = f"warm-up {i + 1}/{warmup}" if i < warmup else f"step {i + 1 - warmup}/{steps}"
         progress(f"{label}: {phase} {elapsed:.2f} s")
     step_s = statistics.median(times)
-    return {"step_ms": 1000 * step_s, "img_per_s": batch / step_s, "peak_mb": memory.peak_mb()}
+    return {"step_ms": 1000 * step_s, "img_per_s": batch / step_s, "peak_mb": memory.peak_mb(),
+            "warmup_s": warmup_s}
 
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>

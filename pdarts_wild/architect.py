@@ -1,6 +1,9 @@
 """The architecture step of DARTS-style searches: first order, or unrolled second order."""
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+from typing import Callable
+
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -20,7 +23,7 @@ class Architect:
     the real optimizer), minus the learning rate times a finite-difference Hessian-vector product.
     Only the architecture parameters' gradients are computed (the weights' would be thrown away: their
     forward pass runs with the weights fixed, which also keeps less for the backward pass), and averaged
-    over the processes of a distributed run.
+    over the processes of a distributed run. ``autocast`` (a context factory) surrounds the forward passes.
     """
 
     def __init__(
@@ -30,11 +33,13 @@ class Architect:
         *,
         unrolled: bool = False,
         grad_clip: float = 0.0,
+        autocast: Callable[[], AbstractContextManager[object]] = nullcontext,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
         self.unrolled = unrolled
         self.grad_clip = grad_clip
+        self.autocast = autocast
 
     def step(self, train: Batch, valid: Batch, lr: float, weight_optimizer: torch.optim.SGD) -> float:
         """One architecture update; returns the validation loss it was computed on."""
@@ -46,11 +51,12 @@ class Architect:
                 loss = self._second_order_grads(train, valid, lr, weight_optimizer)
         else:
             with self.model.gradients_only_for(alphas):
-                loss = F.cross_entropy(self.model(valid[0]), valid[1])
+                with self.autocast():
+                    loss = F.cross_entropy(self.model(valid[0]), valid[1])
                 loss.backward()
         average_across_ranks([a.grad for a in alphas])
         if self.grad_clip > 0:
-            nn.utils.clip_grad_norm_(alphas, self.grad_clip)
+            nn.utils.clip_grad_norm_(alphas, self.grad_clip, foreach=True)
         self.optimizer.step()
         return loss.item()
 
@@ -62,8 +68,9 @@ class Architect:
         buffers = {n: b.clone() for n, b in self.model.named_buffers()}
 
         def loss_at(w: list[torch.Tensor], batch: Batch) -> torch.Tensor:
-            logits = functional_call(self.model, ({**dict(zip(names, w)), **buffers}), (batch[0],))
-            return F.cross_entropy(logits, batch[1])
+            with self.autocast():
+                logits = functional_call(self.model, ({**dict(zip(names, w)), **buffers}), (batch[0],))
+                return F.cross_entropy(logits, batch[1])
 
         grads = torch.autograd.grad(loss_at(list(weights), train), weights)
         virtual = [

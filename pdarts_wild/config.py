@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .compiling import BACKENDS, COMPILE_MODES
 from .spaces import get_space
 from .strategies import get_strategy
 
@@ -66,6 +67,9 @@ class SearchConfig:
     workers: int = 2
     channels_last: bool | None = None  # None: on for CPU (several times faster there), off for CUDA
     recompute: bool = True  # recompute the mixed edges' activations in backward instead of storing them
+    compile: str | None = None  # torch.compile the search cells: "default", or "reduce-overhead" (CUDA graphs)
+    compile_backend: str = "inductor"  # aot_eager: trace without generating kernels (quick checks)
+    bf16: bool = False  # bfloat16 autocast of the forward passes
     valid_last: int | None = None  # validate in the last N epochs of each stage only (None: every epoch)
     # OPP-DARTS
     add_op_epochs: int = 2  # epochs between two op additions
@@ -161,5 +165,16 @@ def validate(config: SearchConfig) -> None:
         raise ConfigError(f"--opp-score-bn must be train or reference, got {config.opp_score_bn!r}")
     if config.valid_last is not None and config.valid_last < 1:
         raise ConfigError("--valid-last must be at least 1 (the last epoch of each stage is always validated)")
+    if config.compile is not None:
+        if config.compile not in COMPILE_MODES:
+            raise ConfigError(f"--compile {config.compile}: choose {' or '.join(COMPILE_MODES)}")
+        if config.compile_backend not in BACKENDS:
+            raise ConfigError(f"--compile-backend {config.compile_backend}: choose one of {', '.join(BACKENDS)}")
+        if config.drop_path > 0:
+            raise ConfigError("--compile with --drop-path: the ramped rate would compile the cells again every epoch; "
+                              "drop one of them")
+        if config.unrolled:
+            raise ConfigError("--compile with --unrolled: the second-order step runs the supernet on virtual weights, "
+                              "which the compiled cells do not see; drop one of them")
     if config.batch_size < 2:
         raise ConfigError("--batch-size must be at least 2 (BatchNorm needs more than one sample)")

@@ -23,12 +23,14 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .architect import Architect
+from .compiling import CompileClock, compile_cells, forget_compiled, step_marker
 from .checkpoints import CheckpointError, checkpoint_contents, load_weights, read_checkpoint
 from .config import SearchConfig, validate
 from .data import build_search_dataset, cutout_of, split_indices
 from .files import atomic_write
 from .genotype import genotype_record, write_genotype_file
 from .messages import describe, error_line
+from .pace import Pace, Work, format_duration
 from .spaces import Candidates, SearchSpace, get_space
 from .strategies import Derivation, Growth, StagePlan, Strategy, get_strategy
 from .supernet import Supernet
@@ -172,6 +174,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def search_optimizers(model: Supernet, c: SearchConfig, lr: float) -> tuple[torch.optim.SGD, torch.optim.Adam]:
+    """SGD for the weights, Adam for the architecture, with ``c``'s hyper-parameters. Their multi-tensor (foreach)
+    kernels give the per-tensor loop's numbers bit for bit in a few launches instead of several per parameter (the
+    fused kernels of both differ in the last bit on the CPU)."""
+    w_opt = torch.optim.SGD(model.weight_parameters(), lr, momentum=c.momentum, weight_decay=c.weight_decay,
+                            nesterov=c.nesterov, foreach=True)
+    a_opt = torch.optim.Adam(model.arch_parameters(), c.arch_lr, betas=c.arch_betas, weight_decay=c.arch_weight_decay,
+                             foreach=True)
+    return w_opt, a_opt
+
+
 def _edge_name(e: int, space: SearchSpace) -> str:
     node, j = space.edges[e]
     if space.topology == "nb201":  # the benchmark's numbering: node 0 is the cell input
@@ -202,6 +215,9 @@ class Search:
         weights_idx, arch_idx = split_indices(len(dataset), config.train_portion)
         self.weight_data, self.arch_data = Subset(dataset, weights_idx), Subset(dataset, arch_idx)
         self.cutout = cutout_of(dataset)
+        if config.compile == "reduce-overhead" and device.type != "cuda":
+            raise SearchError("--compile reduce-overhead records CUDA graphs: it needs --device cuda")
+        self.pace = Pace()
 
     # ----------------------------------------------------------------------------------------- state
 
@@ -227,17 +243,18 @@ class Search:
         if c.random_features:
             model.freeze_random_features(c.rf_train_classifier)
         self.model = model = model.to(memory_format=self.memory_format)
+        if c.compile is not None:
+            forget_compiled()  # the last supernet's graphs
+            compile_cells(model, c.compile, c.compile_backend)
         self.forward: nn.Module = model
         if self.ddp.world_size > 1:
             # DDP averages the weights' gradients; the Architect averages the alphas' (they take none in weight steps)
             DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, model.arch_parameter_names())
             self.forward = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.w_opt = torch.optim.SGD(model.weight_parameters(), lr, momentum=c.momentum, weight_decay=c.weight_decay,
-                                     nesterov=c.nesterov)
-        self.a_opt = torch.optim.Adam(model.arch_parameters(), c.arch_lr, betas=c.arch_betas,
-                                      weight_decay=c.arch_weight_decay)
+        self.w_opt, self.a_opt = search_optimizers(model, c, lr)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, epochs, eta_min=c.lr_min)
-        self.architect = Architect(model, self.a_opt, unrolled=c.unrolled, grad_clip=c.arch_grad_clip)
+        self.architect = Architect(model, self.a_opt, unrolled=c.unrolled, grad_clip=c.arch_grad_clip,
+                                   autocast=self._autocast)
 
     def _checkpoint(self, state: dict[str, Any]) -> dict[str, Any]:
         """Loop state and RNG; mid-stage also the supernet and optimizers (a new stage starts afresh)."""
@@ -378,6 +395,33 @@ class Search:
                 yield (x.to(self.device, non_blocking=True, memory_format=self.memory_format),
                        y.to(self.device, non_blocking=True))
 
+    def _autocast(self) -> torch.autocast:
+        """bfloat16 autocast of a forward pass with ``--bf16``; a no-op otherwise."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16)
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, arch_batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None,
+              lr: float, totals: torch.Tensor) -> tuple[float, float]:
+        """One search step on the training batch (x, y): an architecture step on the next of ``arch_batches`` (None:
+        the alphas are frozen), then a weight step; adds to ``totals``, returns the weight and architecture losses."""
+        c = self.config
+        arch_loss = 0.0
+        if arch_batches is not None:
+            step_marker(c.compile)
+            arch_loss = self.architect.step((x, y), next(arch_batches), lr, self.w_opt)
+        self.w_opt.zero_grad(set_to_none=True)
+        step_marker(c.compile)
+        with self.model.gradients_only_for(self.model.weight_parameters()):
+            with self._autocast():
+                logits = self.forward(x)
+                loss = F.cross_entropy(logits, y)
+            loss.backward()
+        nn.utils.clip_grad_norm_(self.w_opt.param_groups[0]["params"], c.grad_clip, foreach=True)  # the weights it steps
+        self.w_opt.step()
+        n, weight_loss = y.numel(), loss.item()
+        totals += torch.tensor([weight_loss * n, (logits.argmax(1) == y).sum().item(), n, arch_loss * n],
+                               dtype=torch.float64)
+        return weight_loss, arch_loss
+
     def _run_epoch(self, stage: StagePlan, state: dict[str, Any]) -> None:
         c, s, e = self.config, state["stage"], state["epoch"]
         global_epoch = self._global_epoch(state)
@@ -390,46 +434,79 @@ class Search:
         arch_batches = self._batches(self._loader(self.arch_data, global_epoch, 1))
         self.forward.train()
         totals = torch.zeros(4, dtype=torch.float64)  # loss sum, correct, samples, arch loss sum
+        compiling = CompileClock()
         start = time.perf_counter()
         bar = tqdm(self._batches(weight_loader), total=len(weight_loader), leave=False, disable=self._no_bar(),
                    desc=f"stage {s + 1}/{len(self.plan)} epoch {e + 1}/{stage.epochs}", unit="step")
         for i, (x, y) in enumerate(bar):
             if i == len(weight_loader):
                 break
-            arch_loss = self.architect.step((x, y), next(arch_batches), lr, self.w_opt) if train_arch else 0.0
-            self.w_opt.zero_grad(set_to_none=True)
-            with self.model.gradients_only_for(self.model.weight_parameters()):
-                logits = self.forward(x)
-                loss = F.cross_entropy(logits, y)
-                loss.backward()
-            nn.utils.clip_grad_norm_(self.w_opt.param_groups[0]["params"], c.grad_clip)  # the weights it steps
-            self.w_opt.step()
-            n = y.numel()
-            totals += torch.tensor([loss.item() * n, (logits.argmax(1) == y).sum().item(), n, arch_loss * n],
-                                   dtype=torch.float64)
+            with compiling.step(y.numel()):
+                loss, arch_loss = self._step(x, y, arch_batches if train_arch else None, lr, totals)
             state["step"] += 1
-            bar.set_postfix(loss=f"{loss.item():.3f}", arch_loss=f"{arch_loss:.3f}" if train_arch else "frozen")
+            bar.set_postfix(loss=f"{loss:.3f}", arch_loss=f"{arch_loss:.3f}" if train_arch else "frozen")
             if self.writer is not None:
-                self.writer.add_scalar("train/loss_step", loss.item(), state["step"])
+                self.writer.add_scalar("train/loss_step", loss, state["step"])
         bar.close()
-        elapsed = time.perf_counter() - start
+        train_s = time.perf_counter() - start - compiling.seconds
         self.scheduler.step()
         train_loss, train_acc, samples, arch_loss = self._reduce(totals)
+        self.pace.record(s, "arch" if train_arch else "weights", train_s, int(totals[2]) - compiling.images,
+                         self._cost(state))
+        img_per_s = (samples - compiling.images * self.ddp.world_size) / max(train_s, 1e-9)  # steps that compiled nothing
         validate = c.valid_last is None or e >= stage.epochs - c.valid_last
-        valid_loss, valid_acc = self._validate() if validate else (None, None)
+        valid_loss, valid_acc = self._validate(s, state, compiling) if validate else (None, None)
         record = {"stage": s + 1, "epoch": e + 1, "lr": lr, "skip_dropout": p_skip, "drop_path": p_drop,
                   "train_loss": train_loss, "train_acc": train_acc, "arch_loss": arch_loss if train_arch else None,
-                  "valid_loss": valid_loss, "valid_acc": valid_acc, "img_per_s": samples / elapsed}
-        memory = ""
+                  "valid_loss": valid_loss, "valid_acc": valid_acc, "img_per_s": img_per_s}
+        notes = ""
+        if c.compile is not None:
+            record["compile_s"], record["compiled_graphs"] = compiling.seconds, compiling.graphs
+            notes += f", compiled {compiling.graphs} graphs in {compiling.seconds:.0f} s"
         if self.device.type == "cuda":
             record["peak_mem_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
-            memory = f", peak {record['peak_mem_mb']:.0f} MB"
+            notes += f", peak {record['peak_mem_mb']:.0f} MB"
+        record["eta_s"] = self._eta(state)
+        if record["eta_s"] is not None:
+            notes += f" | search ends in ~{format_duration(record['eta_s'])}"
         state["history"].append(record)
         valid = "" if valid_acc is None else f" | valid loss {valid_loss:.4f} acc {100 * valid_acc:.2f}%"
         drop = f" drop-path {p_drop:.3f}" if c.drop_path > 0 else ""
         log.info("stage %d epoch %d/%d lr %.5f skip-drop %.3f%s | train loss %.4f acc %.2f%%%s | %.1f img/s%s", s + 1,
-                 e + 1, stage.epochs, lr, p_skip, drop, train_loss, 100 * train_acc, valid, record["img_per_s"], memory)
+                 e + 1, stage.epochs, lr, p_skip, drop, train_loss, 100 * train_acc, valid, record["img_per_s"], notes)
         self._log_tensorboard(record, state["step"])
+
+    # -------------------------------------------------------------------------------------- time left
+
+    def _cost(self, state: dict[str, Any]) -> float:
+        """Cells x mean computed ops per edge of the current supernet (the unit :class:`Pace` scales stages by)."""
+        edges = [ops for cell_edges in state["candidates"].values() for ops in cell_edges]
+        computed = sum(len(ops) - ("none" in ops) for ops in edges) / len(edges)
+        return self.plan[state["stage"]].layers * computed
+
+    def _planned_costs(self, state: dict[str, Any]) -> list[float]:
+        """Every stage's cost: the current one's from its supernet, a later one's from the ops it will keep."""
+        costs = []
+        for s, stage in enumerate(self.plan):
+            if s <= state["stage"] or self.plan[s - 1].keep_ops is None:
+                costs.append(self._cost(state) * stage.layers / self.plan[state["stage"]].layers)
+            else:
+                costs.append(stage.layers * (self.plan[s - 1].keep_ops - ("none" in self.space.primitives)))
+        return costs
+
+    def _eta(self, state: dict[str, Any]) -> float | None:
+        """Seconds the epochs after the one just run will take, from :attr:`pace` (None before any measurement)."""
+        c = self.config
+        train_images = len(self._loader(self.weight_data, 0, 0)) * c.batch_size
+        valid_images = len(self._loader(self.arch_data, 0, 1)) * c.batch_size
+        work = []
+        for s in range(state["stage"], len(self.plan)):
+            stage = self.plan[s]
+            for e in range(state["epoch"] + 1 if s == state["stage"] else 0, stage.epochs):
+                work.append(Work(s, "arch" if e >= stage.arch_frozen_epochs else "weights", train_images))
+                if c.valid_last is None or e >= stage.epochs - c.valid_last:
+                    work.append(Work(s, "valid", valid_images))
+        return self.pace.remaining(work, self._planned_costs(state))
 
     def _ramp_drop_path(self, stage: StagePlan, epoch: int) -> float:
         """RobustDARTS: with ``drop_path`` p > 0, epoch e of E uses drop-path p * e / (E - 1) on every mixed-edge
@@ -457,18 +534,25 @@ class Search:
         return loss / n, correct / n, n, arch / n
 
     @torch.no_grad()
-    def _validate(self) -> tuple[float, float]:
-        """Loss and accuracy on the architecture half (the search's validation set)."""
+    def _validate(self, stage: int, state: dict[str, Any], compiling: CompileClock) -> tuple[float, float]:
+        """Loss and accuracy on the architecture half (the search's validation set); its pace goes to :attr:`pace`."""
         self.forward.eval()
         loader = self._loader(self.arch_data, 0, 1)
         totals = torch.zeros(4, dtype=torch.float64)
         batches = self._batches(loader)
+        compiled_before = (compiling.seconds, compiling.images)
+        start = time.perf_counter()
         for _ in range(len(loader)):
             x, y = next(batches)
-            logits = self.forward(x)
-            totals += torch.tensor([F.cross_entropy(logits, y, reduction="sum").item(),
-                                    (logits.argmax(1) == y).sum().item(), y.numel(), 0.0], dtype=torch.float64)
+            with compiling.step(y.numel()):
+                step_marker(self.config.compile)
+                with self._autocast():
+                    logits = self.forward(x)
+                totals += torch.tensor([F.cross_entropy(logits.float(), y, reduction="sum").item(),
+                                        (logits.argmax(1) == y).sum().item(), y.numel(), 0.0], dtype=torch.float64)
         self.forward.train()
+        self.pace.record(stage, "valid", time.perf_counter() - start - (compiling.seconds - compiled_before[0]),
+                         int(totals[2]) - (compiling.images - compiled_before[1]), self._cost(state))
         loss, acc, _, _ = self._reduce(totals)
         return loss, acc
 

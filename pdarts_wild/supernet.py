@@ -6,13 +6,14 @@ change how the supernet is used (which ops it holds, which parameters train), ne
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 from torchvision.ops import stochastic_depth
 
 from .nb201 import ResidualReduction
@@ -37,8 +38,8 @@ def accumulate(total: torch.Tensor | None, term: torch.Tensor, weight: torch.Ten
 
 
 def _has_state(module: nn.Module) -> bool:
-    """True if ``module`` holds parameters or buffers (convolutions, BatchNorm)."""
-    return any(True for _ in module.parameters()) or any(True for _ in module.buffers())
+    """True if ``module`` holds parameters or statistics (convolutions, BatchNorm; not a dropout's rate)."""
+    return bool(module.state_dict())
 
 
 class MixedEdge(nn.Module):
@@ -111,6 +112,8 @@ class MixedEdge(nn.Module):
         pass (the backward pass adds the same gradients in another order)."""
         out = self._mix(x, weights, self.light)
         if self.heavy and self.recompute and torch.is_grad_enabled():
+            if torch.compiler.is_compiling():  # our Function's backward cannot be traced; the compiler's recomputation
+                return checkpoint(self._mix, x, weights, self.heavy, out, use_reentrant=False)
             return _RecomputedOps.apply(self, x, weights, out, *self._heavy_parameters())
         return self._mix(x, weights, self.heavy, out)
 
@@ -151,6 +154,8 @@ class _RecomputedOps(torch.autograd.Function):
                 *params: nn.Parameter) -> torch.Tensor:
         """``out`` (the light ops' sum, or None) plus the heavy ops' weighted sum."""
         ctx.edge = edge
+        device = x.device.type  # the recomputation runs under the forward pass' autocast
+        ctx.autocast = (device, torch.get_autocast_dtype(device), torch.is_autocast_enabled(device))
         ctx.save_for_backward(x, weights, *params)
         return edge._mix(x, weights, edge.heavy, out)
 
@@ -163,10 +168,16 @@ class _RecomputedOps(torch.autograd.Function):
         x, weights = x.detach().requires_grad_(need_x), weights.detach().requires_grad_(need_weights)
         wanted = [t for t, need in zip((x, weights, *params), needed) if need]
         # BN's backward keeps its running statistics: they are put back only once it has run
-        with torch.enable_grad(), ctx.edge._statistics_kept():
+        device, dtype, enabled = ctx.autocast
+        with torch.enable_grad(), autocast_as(device, dtype, enabled), ctx.edge._statistics_kept():
             grads = iter(torch.autograd.grad(ctx.edge._mix(x, weights, ctx.edge.heavy), wanted, grad, allow_unused=True))
         grad_x, grad_weights, *grad_params = (next(grads) if need else None for need in needed)
         return None, grad_x, grad_weights, grad if need_out else None, *grad_params
+
+
+def autocast_as(device: str, dtype: torch.dtype, enabled: bool) -> AbstractContextManager[object]:
+    """Autocast to ``dtype`` on ``device`` if ``enabled``; else nothing (not even an autocast region that is off)."""
+    return torch.autocast(device, dtype) if enabled else nullcontext()
 
 
 def sum_nodes(states: list[torch.Tensor], edges: nn.ModuleList, steps: int, weights: list[torch.Tensor],
@@ -371,10 +382,14 @@ class Supernet(nn.Module):
         return F.softmax(self.alphas[cell].masked_fill(~mask, float("-inf")), dim=-1)
 
     def edge_weights(self, cell: str) -> list[torch.Tensor]:
-        """Per edge: the weights of its candidate ops, in the edge's op order."""
+        """Per edge: the weights of its candidate ops, in the edge's op order. They are gathered in one pass by
+        positions the host knows: picking them by the boolean mask, edge by edge, made the host wait for the GPU
+        on every edge (the mask's count) and split a compiled graph there."""
         probs = self.op_probabilities(cell)
-        mask: torch.Tensor = getattr(self, f"active_{cell}")
-        return [probs[e][mask[e]] for e in range(probs.shape[0])]
+        edges = self.candidates[cell]
+        column = {name: k for k, name in enumerate(self.space.primitives)}
+        picks = [e * probs.shape[1] + column[name] for e, ops in enumerate(edges) for name in ops]
+        return list(probs.flatten()[torch.tensor(picks, device=probs.device)].split([len(ops) for ops in edges]))
 
     def edge_scales(self, cell: str) -> torch.Tensor | None:
         """PC-DARTS edge weights: softmax of the betas over the edges entering each node (None without them)."""
@@ -402,8 +417,8 @@ class Supernet(nn.Module):
     def set_skip_dropout(self, p: float) -> None:
         """Set the rate of every skip-connect dropout (P-DARTS search-space regularisation)."""
         for module in self.modules():
-            if isinstance(module, nn.Dropout):
-                module.p = p
+            if isinstance(module, UniformMaskDropout):
+                module.set_rate(p)
 
     def set_recompute(self, enabled: bool) -> None:
         """Recompute the mixed edges' inner activations in the backward pass (see MixedEdge) or keep them."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -230,22 +231,58 @@ def test_measuring_child_dies_with_a_terminated_benchmark(wait: float) -> None:
 
 
 def test_tool_writes_the_documented_json(tmp_path: Path) -> None:
+    """Each variant of ours against one baseline; the compiled one (traced with aot_eager: generating kernels takes
+    minutes on a CPU) checked on the graphs its steps compiled. ~60 s, most of it the tracing."""
     out = tmp_path / "bench.json"
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_search.py"), "--configs", "darts", "--channels", "8",
-                           "--layers", "3", "--batch", "4", "--warmup", "0", "--steps", "1", "--json", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_search.py"), "--configs", "pdarts-s3", "--channels",
+                           "8", "--layers", "3", "--batch", "4", "--warmup", "0", "--steps", "1", "--variants",
+                           "eager,compile", "--compile-backend", "aot_eager", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     record = json.loads(out.read_text())
-    assert list(record) == ["darts"]
-    darts = record["darts"]
-    assert set(darts) == {"ours", "baseline", "speedup", "memory_ratio", "max_abs_grad_diff", "check"}
-    for variant in ("ours", "baseline"):
-        assert set(darts[variant]) == {"step_ms", "img_per_s", "peak_mb"}
-        assert darts[variant]["step_ms"] > 0 and darts[variant]["peak_mb"] > 0
-    assert darts["speedup"] == pytest.approx(darts["ours"]["img_per_s"] / darts["baseline"]["img_per_s"])
-    assert darts["memory_ratio"] == pytest.approx(darts["ours"]["peak_mb"] / darts["baseline"]["peak_mb"])
-    assert 0 <= darts["max_abs_grad_diff"] <= bench_search.TOLERANCE
-    assert done.stdout.startswith("device ") and "speedup" in done.stdout and "\ndarts " in done.stdout
+    assert list(record) == ["pdarts-s3"]
+    config = record["pdarts-s3"]
+    assert list(config) == ["baseline", "eager", "compile"]
+    assert set(config["baseline"]) == {"step_ms", "img_per_s", "peak_mb"}
+    ours = {"step_ms", "img_per_s", "peak_mb", "speedup", "memory_ratio", "max_abs_grad_diff", "check"}
+    assert set(config["eager"]) == ours
+    assert set(config["compile"]) == ours | {"compile_s", "cudagraph_skips"}
+    for variant in ("eager", "compile"):
+        r = config[variant]
+        assert r["step_ms"] > 0 and r["peak_mb"] > 0
+        assert r["speedup"] == pytest.approx(r["img_per_s"] / config["baseline"]["img_per_s"])
+        assert r["memory_ratio"] == pytest.approx(r["peak_mb"] / config["baseline"]["peak_mb"])
+        assert 0 <= r["max_abs_grad_diff"] == r["check"]["max_abs_grad_diff"] <= bench_search.TOLERANCE
+    assert config["compile"]["compile_s"] > 0 and config["compile"]["check"]["skip_dropout"] == 0.0
+    assert done.stdout.startswith("device ") and "speedup" in done.stdout
+    assert re.search(r"\npdarts-s3 +compile +\d", done.stdout)
+    assert "pdarts-s3 compile: warm-up 2/2" in done.stderr  # compiled variants warm up twice, even with --warmup 0
+
+
+def test_cudagraph_variant_needs_cuda() -> None:
+    assert bench_search.main(["--variants", "eager,cudagraph"]) == 2
+
+
+def test_compiled_check_sees_a_wrong_weight() -> None:
+    """The by-step comparison (a weight pass, an architecture pass) finds a wrong weight as the full one does."""
+    ours = _supernet(skip_dropout=0.3)
+    baseline = baseline_from(ours)
+    with torch.no_grad():
+        baseline.cells[1].edges[3].ops[DARTS_PRIMITIVES.index("dil_conv_3x3")].op[2].weight.mul_(1.5)
+    batch = (torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,)))
+    ours.set_skip_dropout(0.0)
+    loss_diff, grad_diff = bench_search.compare(ours, plain_dropout(baseline), batch, 5, by_step=True)
+    assert grad_diff > 1e-4 and loss_diff > 0
+    with torch.no_grad():
+        baseline.cells[1].edges[3].ops[DARTS_PRIMITIVES.index("dil_conv_3x3")].op[2].weight.div_(1.5)
+    assert max(bench_search.compare(ours, plain_dropout(baseline), batch, 5, by_step=True)) <= 1e-5
+
+
+def plain_dropout(baseline: BaselineSupernet) -> BaselineSupernet:
+    for module in baseline.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    return baseline
 
 
 def test_unknown_config_is_a_one_line_error() -> None:

@@ -21,7 +21,7 @@ def test_json_has_every_variant_against_plain(tmp_path: Path, capsys: pytest.Cap
     assert list(record) == ["plain", "channels-last"]
     assert record["plain"]["speedup"] == 1.0
     for r in record.values():
-        assert set(r) == {"step_ms", "img_per_s", "peak_mb", "speedup"}
+        assert set(r) == {"step_ms", "img_per_s", "peak_mb", "warmup_s", "speedup"}
         assert r["img_per_s"] == pytest.approx(4 / (r["step_ms"] / 1000)) and r["peak_mb"] > 0
     table = capsys.readouterr().out
     assert "threads 1 | batch 4" in table and "channels-last" in table

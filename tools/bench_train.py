@@ -13,7 +13,8 @@ random batch; every variant is compared with "plain" (NCHW, float32, eager):
   Variants combine with "+", e.g. channels-last+compile, amp+channels-last.
 
 step_ms is the median timed step, img_per_s = batch / step_ms, peak_mb the memory the steps need
-above the built model and batch (CUDA max_memory_allocated; on the CPU the peak resident set size).
+above the built model and batch (CUDA max_memory_allocated; on the CPU the peak resident set size),
+warmup_s the warm-up steps' time (with compile, mostly the compilation).
 
 Examples:
   tools/bench_train.py                                          # pdarts_c10 (C=36, 20 cells), CPU, batch 32
@@ -131,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int_at_least(0), default=2, help="untimed steps first (default: 2)")
     p.add_argument("--steps", type=int_at_least(1), default=5, help="timed steps; the median is reported (default: 5)")
     p.add_argument("--json", metavar="FILE",
-                   help='write {model: {variant: {"step_ms", "img_per_s", "peak_mb", "speedup"}}}')
+                   help='write {model: {variant: {"step_ms", "img_per_s", "peak_mb", "warmup_s", "speedup"}}}')
     return p
 
 

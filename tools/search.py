@@ -12,6 +12,7 @@ Examples:
   tools/search.py --algorithm darts --space s3 --unrolled --drop-path 0.2 --cutout 16   # RobustDARTS' S3 runs
   tools/search.py --algorithm rf-darts --space nb201 # NAS-Bench-201: writes the benchmark's arch string
   tools/search.py --out runs/x --resume             # continue a killed search where it stopped
+  tools/search.py --compile reduce-overhead         # compiled cells replayed as CUDA graphs (CUDA)
   torchrun --nproc_per_node=4 tools/search.py --out runs/ddp   # several GPUs (or CPU processes)
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 
+from pdarts_wild.compiling import BACKENDS, COMPILE_MODES
 from pdarts_wild.config import PRESETS, ConfigError, SearchConfig, resolve_config
 from pdarts_wild.data import DATASETS, DataError
 from pdarts_wild.genotype import GenotypeError
@@ -121,7 +123,20 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--recompute", action=argparse.BooleanOptionalAction,
                    help="recompute each mixed edge's inner activations in the backward pass instead of storing them: "
                         "same results, several times less memory (default: on; the unrolled second-order step "
-                        "always stores them)")
+                        "always stores them; on CUDA its cost in time is not measured yet, see BENCHMARKS.md)")
+
+    speed = p.add_argument_group("speed (the same search; see BENCHMARKS.md)")
+    speed.add_argument("--compile", nargs="?", const="default", choices=COMPILE_MODES,
+                       help="torch.compile each search cell (fused kernels): 'default', or 'reduce-overhead' to replay "
+                            "them as CUDA graphs (CUDA only). Cells are compiled once per stage and kind of pass (weight "
+                            "step, architecture step, validation), minutes each on a CPU; search.log reports the time "
+                            "apart from images/s (default: off)")
+    speed.add_argument("--compile-backend", choices=BACKENDS,
+                       help="inductor generates the kernels; aot_eager only traces them (to check a setup quickly) "
+                            "(default: inductor)")
+    speed.add_argument("--bf16", action="store_true", default=None,
+                       help="bfloat16 autocast of the forward passes (default: off; results differ from float32 "
+                            "beyond rounding)")
     return p
 
 
