@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMINGS = ("img_per_s", "seconds", "peak_mem_mb")  # scalars that differ between any two runs
+TIMINGS = ("img_per_s", "seconds", "peak_mem_mb", "eta_s", "compile_s")  # scalars that differ between any two runs
 
 
 def _die() -> None:
