@@ -19,7 +19,8 @@ from pdarts_wild.data import DataError
 from pdarts_wild.files import atomic_write
 from pdarts_wild.genotype import GenotypeError
 from pdarts_wild.messages import unknown_name
-from pdarts_wild.search import Distributed, SearchError, init_distributed, resolve_device, run_tool
+from pdarts_wild.distributed import Distributed, init_distributed
+from pdarts_wild.search import SearchError, resolve_device, run_tool
 from pdarts_wild.zoo import resolve_genotype
 
 from .complexity import complexity

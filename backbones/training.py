@@ -33,8 +33,9 @@ from tqdm import tqdm
 from pdarts_wild.networks import count_parameters
 from pdarts_wild.checkpoints import checkpoint_contents, load_weights, read_checkpoint
 from pdarts_wild.messages import describe
-from pdarts_wild.search import (Distributed, atomic_save, check_out_folder, log, log_to, rng_state, set_rng_state,
-                                tensorboard_writer)
+from pdarts_wild.distributed import Distributed
+from pdarts_wild.search import atomic_save, check_out_folder, rng_state, set_rng_state
+from pdarts_wild.search_outputs import log, log_to, tensorboard_writer
 
 from .run_record import metric, write_metrics
 from .schedulers import create_lr_scheduler

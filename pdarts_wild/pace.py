@@ -10,6 +10,10 @@ step times the ratio measured in an earlier stage, or at first times :data:`FIRS
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+if TYPE_CHECKING:
+    from .strategies import StagePlan
 
 KINDS = ("weights", "arch", "valid")  # weights-only epoch; an epoch with an architecture step per batch; validation
 # Before any measurement: an architecture step is one more forward and backward pass (an epoch of both takes about
@@ -66,6 +70,35 @@ class Pace:
             if (stage, kind) in self.seconds and (stage, "weights") in self.seconds:
                 return self.seconds[stage, kind] / self.seconds[stage, "weights"]
         return FIRST_RATIOS[kind]
+
+
+def supernet_cost(layers: int, candidates: Mapping[str, Sequence[Sequence[str]]]) -> float:
+    """A supernet's cost: cells x mean computed ops per edge (``none`` computes nothing)."""
+    edges = [ops for cell_edges in candidates.values() for ops in cell_edges]
+    return layers * sum(len(ops) - ("none" in ops) for ops in edges) / len(edges)
+
+
+def planned_costs(plan: Sequence[StagePlan], stage: int, candidates: Mapping[str, Sequence[Sequence[str]]],
+                  primitives: Sequence[str]) -> list[float]:
+    """Every stage's cost while ``stage`` runs with ``candidates``: up to it, scaled from its supernet by cells; a
+    later stage after a pruning, from the ops each edge will keep."""
+    now = supernet_cost(plan[stage].layers, candidates) / plan[stage].layers
+    return [p.layers * (now if s <= stage or plan[s - 1].keep_ops is None
+                        else plan[s - 1].keep_ops - ("none" in primitives)) for s, p in enumerate(plan)]
+
+
+def work_left(plan: Sequence[StagePlan], stage: int, epoch: int, train_images: int, valid_images: int,
+              valid_last: int | None) -> list[Work]:
+    """The passes of the epochs after epoch ``epoch`` of ``stage``: each epoch's training (with architecture steps
+    once its alphas are no longer frozen) and, in the last ``valid_last`` epochs of a stage (None: all), validation."""
+    work = []
+    for s in range(stage, len(plan)):
+        p = plan[s]
+        for e in range(epoch + 1 if s == stage else 0, p.epochs):
+            work.append(Work(s, "arch" if e >= p.arch_frozen_epochs else "weights", train_images))
+            if valid_last is None or e >= p.epochs - valid_last:
+                work.append(Work(s, "valid", valid_images))
+    return work
 
 
 def format_duration(seconds: float) -> str:

@@ -3,47 +3,37 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import os
 import random
 import sys
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .architect import Architect
+from .distributed import init_distributed
 from .compiling import CompileClock, compile_cells, forget_compiled, step_marker
 from .checkpoints import CheckpointError, checkpoint_contents, load_weights, read_checkpoint
 from .config import SearchConfig, validate
-from .data import build_search_dataset, cutout_of, split_indices
 from .files import atomic_write
-from .genotype import genotype_record, write_genotype_file
 from .messages import describe, error_line
-from .pace import Pace, Work, format_duration
-from .spaces import Candidates, SearchSpace, get_space
+from .pace import Pace, format_duration, planned_costs, supernet_cost, work_left
+from .search_data import SearchData
+from .search_outputs import RESULT, log, log_epoch_scalars, log_to, tensorboard_writer, write_search_result
+from .spaces import Candidates, get_space
 from .strategies import Derivation, Growth, StagePlan, Strategy, get_strategy
 from .supernet import Supernet
-
-if TYPE_CHECKING:
-    from torch.utils.tensorboard import SummaryWriter
-
-log = logging.getLogger("pdarts_wild")
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_KEYS = ("stage", "epoch", "step", "candidates", "rng")  # what every search checkpoint holds
 CONFIG = "config.json"
-RESULT = "genotype.json"
 
 
 class SearchError(Exception):
@@ -118,26 +108,6 @@ def atomic_save(obj: Any, path: Path) -> None:
 # -------------------------------------------------------------------------------------------- helpers
 
 
-@dataclass
-class Distributed:
-    rank: int = 0
-    world_size: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device: torch.device) -> Distributed:
-    """Join the process group that ``torchrun`` describes in the environment (single process otherwise)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
-        return Distributed()
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Distributed(dist.get_rank(), world_size)
-
-
 def resolve_device(name: str | None) -> torch.device:
     """``cuda`` (the local rank's GPU under torchrun) when available, else ``cpu``; or the one named."""
     if name is None:
@@ -150,14 +120,6 @@ def resolve_device(name: str | None) -> torch.device:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     return device
-
-
-def tensorboard_writer(folder: Path, step: int) -> SummaryWriter:
-    """A TensorBoard writer for a run that continues after ``step`` steps (its checkpoint's): TensorBoard hides what
-    an earlier, killed process logged at later steps. The checkpointed epoch's own scalars sit at ``step`` and stay."""
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(folder, purge_step=step + 1)
 
 
 def rng_state() -> dict[str, Any]:
@@ -185,14 +147,6 @@ def search_optimizers(model: Supernet, c: SearchConfig, lr: float) -> tuple[torc
     return w_opt, a_opt
 
 
-def _edge_name(e: int, space: SearchSpace) -> str:
-    node, j = space.edges[e]
-    if space.topology == "nb201":  # the benchmark's numbering: node 0 is the cell input
-        return f"e{e:02d}_n{node + 1}<-n{j}"
-    source = ("c_k-2", "c_k-1")[j] if j < 2 else f"n{j - 2}"
-    return f"e{e:02d}_n{node}<-{source}"
-
-
 # --------------------------------------------------------------------------------------------- search
 
 
@@ -210,11 +164,7 @@ class Search:
         self.plan = self.strategy.stages()
         channels_last = config.channels_last if config.channels_last is not None else device.type == "cpu"
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        dataset, self.info = build_search_dataset(config.dataset, config.data, cutout=config.cutout,
-                                                  train_limit=config.train_limit)
-        weights_idx, arch_idx = split_indices(len(dataset), config.train_portion)
-        self.weight_data, self.arch_data = Subset(dataset, weights_idx), Subset(dataset, arch_idx)
-        self.cutout = cutout_of(dataset)
+        self.data = SearchData(config, self.ddp, device, self.memory_format)
         if config.compile == "reduce-overhead" and device.type != "cuda":
             raise SearchError("--compile reduce-overhead records CUDA graphs: it needs --device cuda")
         self.pace = Pace()
@@ -231,7 +181,7 @@ class Search:
     def _supernet(self, stage: StagePlan, candidates: Candidates) -> Supernet:
         """A freshly initialised supernet of ``stage`` holding ``candidates``."""
         c = self.config
-        model = Supernet(self.space, candidates, self.info.num_classes, c.channels, stage.layers,
+        model = Supernet(self.space, candidates, self.data.info.num_classes, c.channels, stage.layers,
                          skip_dropout=stage.skip_dropout, partial_channels=c.partial_channels,
                          edge_normalization=c.edge_normalization, affine=c.random_features, recompute=c.recompute)
         return model.to(self.device, memory_format=self.memory_format)
@@ -331,7 +281,7 @@ class Search:
         from the current learning rate, cosine over the stage's remaining epochs, with fresh optimizers."""
         epoch = self._global_epoch(state)
         growth = Growth(self.model, lambda candidates: self._supernet(stage, candidates),
-                        lambda model: self._train_loss(model, epoch))
+                        lambda model: self.data.train_loss(model, epoch))
         model = self.strategy.grow(state["epoch"], growth)
         if model is None:
             return
@@ -342,30 +292,6 @@ class Search:
         state["growth"].append({"epoch": epoch, "ops": ops})
         log.info("epoch %d: the supernet now holds %s (ops per edge %s)", epoch + 1, ", ".join(ops),
                  sorted({len(edge) for edges in state["candidates"].values() for edge in edges}))
-
-    @torch.no_grad()
-    def _train_loss(self, model: Supernet, epoch: int) -> float:
-        """Mean cross-entropy of ``model`` on the weight half (its first ``opp_score_batches`` batches, if set, with
-        the training augmentation) in train mode, with batch statistics; BN running statistics and the
-        module's mode are put back afterwards. With ``opp_score_bn = "reference"``, ``model`` is scored in the
-        modes its modules are in and keeps the running statistics the scoring updates."""
-        reference = self.config.opp_score_bn == "reference"
-        saved, mode = [] if reference else [b.clone() for b in model.buffers()], model.training
-        if not reference:
-            model.train()
-        loader = self._loader(self.weight_data, epoch, 2)
-        limit = self.config.opp_score_batches
-        batches = self._batches(loader)
-        totals = torch.zeros(4, dtype=torch.float64)
-        for _ in range(len(loader) if limit is None else min(limit, len(loader))):
-            x, y = next(batches)
-            totals += torch.tensor([F.cross_entropy(model(x), y, reduction="sum").item(), 0.0, y.numel(), 0.0],
-                                   dtype=torch.float64)
-        if not reference:
-            for buffer, value in zip(model.buffers(), saved):
-                buffer.copy_(value)
-            model.train(mode)
-        return self._reduce(totals)[0]
 
     def _global_epoch(self, state: dict[str, Any]) -> int:
         return sum(p.epochs for p in self.plan[: state["stage"]]) + state["epoch"]
@@ -382,18 +308,6 @@ class Search:
         state["epoch"] = 0
 
     # ----------------------------------------------------------------------------------------- epochs
-
-    def _loader(self, data: Subset, epoch_seed: int, offset: int) -> DataLoader:
-        sampler = DistributedSampler(data, self.ddp.world_size, self.ddp.rank, shuffle=True, seed=self.config.seed + offset)
-        sampler.set_epoch(epoch_seed)
-        return DataLoader(data, self.config.batch_size, sampler=sampler, num_workers=self.config.workers,
-                          pin_memory=self.device.type == "cuda", drop_last=len(data) >= 2 * self.config.batch_size)
-
-    def _batches(self, loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        while True:
-            for x, y in loader:
-                yield (x.to(self.device, non_blocking=True, memory_format=self.memory_format),
-                       y.to(self.device, non_blocking=True))
 
     def _autocast(self) -> torch.autocast:
         """bfloat16 autocast of a forward pass with ``--bf16``; a no-op otherwise."""
@@ -430,13 +344,13 @@ class Search:
         p_drop = self._ramp_drop_path(stage, e)
         lr = self.scheduler.get_last_lr()[0]
         train_arch = e >= stage.arch_frozen_epochs
-        weight_loader = self._loader(self.weight_data, global_epoch, 0)
-        arch_batches = self._batches(self._loader(self.arch_data, global_epoch, 1))
+        weight_loader = self.data.loader(self.data.weights, global_epoch, 0)
+        arch_batches = self.data.batches(self.data.loader(self.data.arch, global_epoch, 1))
         self.forward.train()
         totals = torch.zeros(4, dtype=torch.float64)  # loss sum, correct, samples, arch loss sum
         compiling = CompileClock()
         start = time.perf_counter()
-        bar = tqdm(self._batches(weight_loader), total=len(weight_loader), leave=False, disable=self._no_bar(),
+        bar = tqdm(self.data.batches(weight_loader), total=len(weight_loader), leave=False, disable=self._no_bar(),
                    desc=f"stage {s + 1}/{len(self.plan)} epoch {e + 1}/{stage.epochs}", unit="step")
         for i, (x, y) in enumerate(bar):
             if i == len(weight_loader):
@@ -474,39 +388,20 @@ class Search:
         drop = f" drop-path {p_drop:.3f}" if c.drop_path > 0 else ""
         log.info("stage %d epoch %d/%d lr %.5f skip-drop %.3f%s | train loss %.4f acc %.2f%%%s | %.1f img/s%s", s + 1,
                  e + 1, stage.epochs, lr, p_skip, drop, train_loss, 100 * train_acc, valid, record["img_per_s"], notes)
-        self._log_tensorboard(record, state["step"])
+        if self.writer is not None:
+            log_epoch_scalars(self.writer, record, self.model, self.space, state["step"])
 
     # -------------------------------------------------------------------------------------- time left
 
     def _cost(self, state: dict[str, Any]) -> float:
-        """Cells x mean computed ops per edge of the current supernet (the unit :class:`Pace` scales stages by)."""
-        edges = [ops for cell_edges in state["candidates"].values() for ops in cell_edges]
-        computed = sum(len(ops) - ("none" in ops) for ops in edges) / len(edges)
-        return self.plan[state["stage"]].layers * computed
-
-    def _planned_costs(self, state: dict[str, Any]) -> list[float]:
-        """Every stage's cost: the current one's from its supernet, a later one's from the ops it will keep."""
-        costs = []
-        for s, stage in enumerate(self.plan):
-            if s <= state["stage"] or self.plan[s - 1].keep_ops is None:
-                costs.append(self._cost(state) * stage.layers / self.plan[state["stage"]].layers)
-            else:
-                costs.append(stage.layers * (self.plan[s - 1].keep_ops - ("none" in self.space.primitives)))
-        return costs
+        return supernet_cost(self.plan[state["stage"]].layers, state["candidates"])
 
     def _eta(self, state: dict[str, Any]) -> float | None:
         """Seconds the epochs after the one just run will take, from :attr:`pace` (None before any measurement)."""
-        c = self.config
-        train_images = len(self._loader(self.weight_data, 0, 0)) * c.batch_size
-        valid_images = len(self._loader(self.arch_data, 0, 1)) * c.batch_size
-        work = []
-        for s in range(state["stage"], len(self.plan)):
-            stage = self.plan[s]
-            for e in range(state["epoch"] + 1 if s == state["stage"] else 0, stage.epochs):
-                work.append(Work(s, "arch" if e >= stage.arch_frozen_epochs else "weights", train_images))
-                if c.valid_last is None or e >= stage.epochs - c.valid_last:
-                    work.append(Work(s, "valid", valid_images))
-        return self.pace.remaining(work, self._planned_costs(state))
+        work = work_left(self.plan, state["stage"], state["epoch"], self.data.images_per_epoch(self.data.weights),
+                         self.data.images_per_epoch(self.data.arch), self.config.valid_last)
+        return self.pace.remaining(work, planned_costs(self.plan, state["stage"], state["candidates"],
+                                                       self.space.primitives))
 
     def _ramp_drop_path(self, stage: StagePlan, epoch: int) -> float:
         """RobustDARTS: with ``drop_path`` p > 0, epoch e of E uses drop-path p * e / (E - 1) on every mixed-edge
@@ -516,8 +411,8 @@ class Search:
             return 0.0
         ramp = epoch / max(stage.epochs - 1, 1)
         self.model.set_drop_path(p * ramp)
-        if self.cutout is not None:
-            self.cutout.prob = ramp
+        if self.data.cutout is not None:
+            self.data.cutout.prob = ramp
         return p * ramp
 
     def _no_bar(self) -> bool | None:
@@ -526,20 +421,17 @@ class Search:
         return None if self.progress is None else not self.progress
 
     def _reduce(self, totals: torch.Tensor) -> tuple[float, float, float, float]:
-        if self.ddp.world_size > 1:
-            totals = totals.to(self.device)
-            dist.all_reduce(totals)
-            totals = totals.cpu()
-        loss, correct, n, arch = totals.tolist()
+        """Mean loss, accuracy, images and mean architecture loss of ``totals`` summed over every process."""
+        loss, correct, n, arch = self.ddp.sum(totals, self.device).tolist()
         return loss / n, correct / n, n, arch / n
 
     @torch.no_grad()
     def _validate(self, stage: int, state: dict[str, Any], compiling: CompileClock) -> tuple[float, float]:
         """Loss and accuracy on the architecture half (the search's validation set); its pace goes to :attr:`pace`."""
         self.forward.eval()
-        loader = self._loader(self.arch_data, 0, 1)
+        loader = self.data.loader(self.data.arch, 0, 1)
         totals = torch.zeros(4, dtype=torch.float64)
-        batches = self._batches(loader)
+        batches = self.data.batches(loader)
         compiled_before = (compiling.seconds, compiling.images)
         start = time.perf_counter()
         for _ in range(len(loader)):
@@ -556,21 +448,6 @@ class Search:
         loss, acc, _, _ = self._reduce(totals)
         return loss, acc
 
-    def _log_tensorboard(self, record: dict[str, Any], step: int) -> None:
-        if self.writer is None:
-            return
-        for key, value in record.items():
-            if value is not None and key not in ("stage", "epoch"):
-                self.writer.add_scalar(f"search/{key}", value, step)
-        for cell, edges in self.model.alpha_table().items():
-            for e, weights in enumerate(edges):
-                for op, w in weights.items():
-                    self.writer.add_scalar(f"alpha_{cell}/{_edge_name(e, self.space)}/{op}", w, step)
-        for cell, scales in (self.model.edge_scale_table() or {}).items():
-            for e, g in enumerate(scales):
-                self.writer.add_scalar(f"edge_weight_{cell}/{_edge_name(e, self.space)}", g, step)
-        self.writer.flush()
-
     # ----------------------------------------------------------------------------------------- result
 
     def _finish(self, state: dict[str, Any]) -> Derivation:
@@ -582,58 +459,7 @@ class Search:
             if len(set(genotypes)) != 1:
                 raise SearchError(f"processes derived different genotypes: {genotypes}")
         if self.ddp.main:
-            self._write_result(result, alphas, state)
+            write_search_result(self.out, self.config, result, state)
         if self.ddp.world_size > 1:
             dist.barrier()
         return result
-
-    def _write_result(self, result: Derivation, alphas: dict[str, Any], state: dict[str, Any]) -> None:
-        from .viz import plot_alphas, plot_cells
-
-        c = self.config
-        record = genotype_record(result.genotype, c.space, algorithm=c.algorithm, dataset=c.dataset, seed=c.seed,
-                                 alphas=alphas, stage_genotypes=state["stage_genotypes"], **result.extras,
-                                 **({} if state["last_edge_scale"] is None else {"edge_weights": state["last_edge_scale"]}),
-                                 **({"op_growth": state["growth"]} if state["growth"] else {}),
-                                 final_valid_acc=state["history"][-1]["valid_acc"])
-        (self.out / "genotype.txt").write_text(result.genotype.to_string() + "\n")
-        plot_cells(result.genotype, self.out)
-        plot_alphas(alphas, self.out / "alphas")
-        write_genotype_file(self.out / RESULT, record)  # written last: its presence marks a finished run
-        log.info("genotype: %s", result.genotype.to_string())
-        log.info("wrote %s, genotype.txt, cell pictures and TensorBoard logs to %s", RESULT, self.out)
-
-
-class _LogFile(logging.FileHandler):
-    """A log file whose failed writes (a full disk) stop the run with an OSError naming it, where logging
-    would print a traceback and go on."""
-
-    def handleError(self, record: logging.LogRecord) -> None:
-        err = sys.exc_info()[1]
-        if isinstance(err, OSError):
-            raise OSError(err.errno, err.strerror, self.baseFilename) from None
-        super().handleError(record)
-
-
-@contextmanager
-def log_to(path: Path, enabled: bool) -> Iterator[None]:
-    """Log INFO to ``path`` and the console (through tqdm, so progress bars stay whole); main process only."""
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    if not enabled:
-        yield
-        return
-    file_handler = _LogFile(path)
-    file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-    console = logging.StreamHandler()
-    console.setFormatter(logging.Formatter("%(message)s"))
-    handlers = [file_handler, console]
-    for handler in handlers:
-        log.addHandler(handler)
-    try:
-        with logging_redirect_tqdm([log]):
-            yield
-    finally:
-        for handler in handlers:
-            log.removeHandler(handler)
-            handler.close()

@@ -346,7 +346,7 @@ def test_full_disk_while_writing_a_checkpoint_keeps_the_last_good_one(
 
 def test_full_disk_while_logging_is_one_error_naming_the_log(tmp_path: Path) -> None:
     """logging would print a traceback for a failed write and go on; the run's log file stops it instead."""
-    from pdarts_wild.search import log, log_to
+    from pdarts_wild.search_outputs import log, log_to
 
     class FullDisk:
         def write(self, text: str) -> int:

@@ -158,10 +158,10 @@ def test_search_scoring_loss_is_train_mode_mean_and_restores_bn_statistics(tmp_p
     model.eval()
     buffers = [b.clone() for b in model.buffers()]
     torch.manual_seed(5)  # the training half's augmentation draws from it
-    loss = search._train_loss(model, 3)
+    loss = search.data.train_loss(model, 3)
     assert all(torch.equal(b, s) for b, s in zip(model.buffers(), buffers)) and not model.training
     torch.manual_seed(5)
-    loader = search._loader(search.weight_data, 3, 2)
+    loader = search.data.loader(search.data.weights, 3, 2)
     total, n = 0.0, 0
     with torch.no_grad():
         for (x, y), _ in zip(loader, range(config.opp_score_batches)):
@@ -212,7 +212,7 @@ def test_killed_while_scoring_and_while_checkpointing_resumes_bit_identical(tmp_
     out = tmp_path / "killed"
     args = [*TINY, "--out", str(out)]
     resume = [*args, "--resume"]
-    run_killed("search.py", [(args, "call:pdarts_wild.search:Search._train_loss:17"),
+    run_killed("search.py", [(args, "call:pdarts_wild.search_data:SearchData.train_loss:17"),
                              (resume, "save:checkpoint.pt.tmp:3"),
                              (resume, None)], tmp_path)
     resumed, reference = (json.loads((o / "genotype.json").read_text()) for o in (out, opp_run))
@@ -260,5 +260,5 @@ def test_reference_scoring_keeps_the_running_statistics_it_updates(tmp_path: Pat
     search = Search(config, tmp_path, torch.device("cpu"))
     model = search._supernet(search.plan[0], {cell: [("sep_conv_3x3",)] * EDGES for cell in CELL_TYPES})
     before = model.stem[1].running_mean.clone()
-    search._train_loss(model, 0)
+    search.data.train_loss(model, 0)
     assert not torch.equal(model.stem[1].running_mean, before)

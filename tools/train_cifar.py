@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from backbones.train_cli import Defaults, run_training, training_parser
 from backbones.training import Data
 from pdarts_wild.data import build_search_dataset, build_test_dataset
-from pdarts_wild.search import Distributed
+from pdarts_wild.distributed import Distributed
 
 MODELS = {"cifar10": "pdarts_c10", "cifar100": "pdarts_c100"}
 IMAGE_SIZE = (32, 32)

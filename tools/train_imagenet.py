@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from backbones.train_cli import Defaults, run_training, training_parser
 from backbones.training import Data, TrainError
-from pdarts_wild.search import Distributed
+from pdarts_wild.distributed import Distributed
 
 DEFAULTS: Defaults = {  # transfer.md §2
     "data": "data/imagenet", "input_size": 224, "color_jitter": [0.4, 0.4, 0.4, 0.2], "seed": 0, "workers": 8,
