@@ -380,6 +380,7 @@ def test_missing_cifar_without_network_says_where_to_put_files(tmp_path: Path, m
         ("imagenet", ["--input-size", "48"], "multiple of 32"),
         ("imagenet", ["--auxiliary-weight", "0.4"], "add --auxiliary-weight 0"),
         ("imagenet", ["--data", "{tmp}/nothing"], "train/<class>/"),
+        ("imagenet", ["--batch-size", "32"], "--batch-size 32 is more than the 24 training images"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(tool: str, args: list[str], message: str, tmp_path: Path,
