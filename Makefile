@@ -31,8 +31,9 @@ $(STAMP): $(CORE) tools/build_mmcv.sh
 demo: setup-core
 	$(PY) tools/search.py --dataset digits --preset quick
 
+# One pytest-xdist worker per CPU (one thread each); a test file's tests share a worker and its fixtures.
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n auto --dist loadfile tests
 
 clean:
 	rm -rf $(VENV)

@@ -496,14 +496,16 @@ def test_reid_weights_that_cannot_be_used(key: str, kind: str, market: Path, tmp
 
 
 @pytest.mark.parametrize("kind", ["hostile-zip", "undecodable", "truncated", "a-folder"])
-def test_mmdet_init_cfg_checkpoint_that_cannot_be_used(kind: str, tmp_path: Path, marker: Path) -> None:
+def test_mmdet_init_cfg_checkpoint_that_cannot_be_used(kind: str, tmp_path: Path, marker: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """MMEngine reports the exception itself: its message, the traceback's last line, names file and problem."""
     from mmdet.registry import MODELS
 
     import backbones.mmdet_pdarts  # noqa: F401  (registers PDARTSNet)
     from pdarts_wild.checkpoints import CheckpointError
 
-    path = tmp_path / "imagenet.pth"
+    monkeypatch.chdir(tmp_path)  # a short path, whatever the temporary folder's: the message holds it whole
+    path = Path("imagenet.pth")
     torch.save({"state_dict": {}}, path)
     BAD_CHECKPOINTS[kind](path, marker)
     backbone = MODELS.build(dict(type="PDARTSNet", init_channels=8, layers=5,
