@@ -281,7 +281,7 @@ class Trainer:
             if self.writer is not None:
                 self.writer.add_scalar("step/train_loss", value, state["step"])
         bar.close()
-        loss_sum, correct, n = self._reduce(totals).tolist()
+        loss_sum, correct, n = self.ddp.sum(totals, self.device).tolist()
         return loss_sum / n, 100 * correct / n, n
 
     @torch.no_grad()
@@ -297,12 +297,6 @@ class Trainer:
             n = y.numel()
             totals += torch.tensor([F.cross_entropy(logits, y, reduction="sum").item(), top1.item() * n / 100,
                                     top5.item() * n / 100, n], dtype=torch.float64)
-        loss_sum, hits1, hits5, n = self._reduce(totals).tolist()
+        loss_sum, hits1, hits5, n = self.ddp.sum(totals, self.device).tolist()
         return loss_sum / n, 100 * hits1 / n, 100 * hits5 / n
 
-    def _reduce(self, totals: torch.Tensor) -> torch.Tensor:
-        if self.ddp.world_size > 1:
-            totals = totals.to(self.device)
-            dist.all_reduce(totals)
-            totals = totals.cpu()
-        return totals

@@ -18,10 +18,10 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .architect import Architect
-from .distributed import init_distributed
 from .compiling import CompileClock, compile_cells, forget_compiled, step_marker
 from .checkpoints import CheckpointError, checkpoint_contents, load_weights, read_checkpoint
 from .config import SearchConfig, validate
+from .distributed import init_distributed
 from .files import atomic_write
 from .messages import describe, error_line
 from .pace import Pace, format_duration, planned_costs, supernet_cost, work_left
