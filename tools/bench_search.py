@@ -101,7 +101,7 @@ TOLERANCE = 1e-5
 VARIANT_TOLERANCE = 1e-4  # the other variants' float32 check: fused kernels or another order of the sums
 NUM_CLASSES = 10
 IMAGE_SIZE = 32
-COMPILE_MODES = {"eager": None, "no-recompute": None, "compile": "default", "cudagraph": "reduce-overhead"}  # ours
+VARIANT_MODES = {"eager": None, "no-recompute": None, "compile": "default", "cudagraph": "reduce-overhead"}  # ours: torch.compile mode
 BASELINE = "baseline"
 
 
@@ -188,8 +188,8 @@ def build_model(name: str, variant: str, settings: Settings, device: torch.devic
     model = cls(**supernet_kwargs(name, settings)).to(device, memory_format=memory_format(variant, device)).train()
     if variant == "no-recompute":
         model.set_recompute(False)
-    if COMPILE_MODES.get(variant) is not None:
-        compile_cells(model, COMPILE_MODES[variant], settings.compile_backend)
+    if VARIANT_MODES.get(variant) is not None:
+        compile_cells(model, VARIANT_MODES[variant], settings.compile_backend)
     return model
 
 
@@ -343,7 +343,7 @@ def measure(name: str, variant: str, settings: Settings) -> dict[str, Any]:
     torch.set_num_threads(settings.threads)
     device = torch.device(settings.device)
     model = build_model(name, variant, settings, device)
-    mode = COMPILE_MODES.get(variant)
+    mode = VARIANT_MODES.get(variant)
     step = OriginalSearchStep(model, search_config(name)) if variant == BASELINE else \
         SearchStep(model, search_config(name), mode)
     train, valid = batches(settings, device, memory_format(variant, device))
@@ -460,10 +460,10 @@ def config_names(text: str) -> list[str]:
 
 def variant_names(text: str, device: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in COMPILE_MODES]
+    unknown = [n for n in names if n not in VARIANT_MODES]
     if unknown or not names:
         raise BenchError(f"unknown variant {', '.join(map(repr, unknown)) or '(none given)'}; known: "
-                         f"{', '.join(COMPILE_MODES)}")
+                         f"{', '.join(VARIANT_MODES)}")
     if "cudagraph" in names and device != "cuda":
         raise BenchError("variant cudagraph records CUDA graphs: it needs --device cuda")
     return names
@@ -474,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated configs (default: all: {','.join(CONFIGS)})")
     p.add_argument("--variants", default="eager",
-                   help=f"comma-separated variants of ours: {', '.join(COMPILE_MODES)} (default: eager)")
+                   help=f"comma-separated variants of ours: {', '.join(VARIANT_MODES)} (default: eager)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default: cpu")
     p.add_argument("--batch", type=int_at_least(2), default=64, help="images per batch, training and validation (default: 64)")
     p.add_argument("--threads", type=int_at_least(1), default=1, help="torch.set_num_threads (default: 1)")
