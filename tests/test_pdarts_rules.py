@@ -113,6 +113,26 @@ def test_limit_returns_nothing_above_the_unrestricted_count():
     assert limit_skip_connects(weights) == {}
 
 
+
+def test_a_skip_with_no_other_op_on_its_edge_stays_where_its_node_needs_it():
+    # With 2 ops kept per edge (or RobustDARTS' S2/S3 spaces), an edge can hold only none and skip_connect. Its skip
+    # can go only where its node has two other edges with an op; this search used to loop forever here.
+    only_skip = {"none": 0.4, "skip_connect": 0.6}
+    weights = [dict(only_skip) for _ in range(14)]
+    assert skips(final_cell(weights)) == 8 and limit_skip_connects(weights) == {}  # no skip can go anywhere
+    weights[5] = weights[6] = {"skip_connect": 0.7, "sep_conv_3x3": 0.3}  # node 2 (edges 5-8), inputs 0 and 1
+    weights[11] = {"skip_connect": 0.2, "sep_conv_3x3": 0.1}  # node 3 (edges 9-13), input 2: the weakest skip
+    result = limit_skip_connects(weights)
+    assert sorted(result) == [5, 6, 7]  # 8 skips, 3 of them on edges with another op
+    # as in the paper's loop, an edge that lost its skip ranks by its other ops (a skip-only edge: below every other),
+    # so a node may take another skip edge in its place: node 1 (pairs 2-3) holds two skips throughout
+    assert result[7] == ((SKIP, 0), (SKIP, 1), (SKIP, 0), (SKIP, 2), (SKIP, 0), (SKIP, 1), (SEP3, 2), (SKIP, 4))
+    assert result[5] == ((SKIP, 0), (SKIP, 1), (SKIP, 0), (SKIP, 2), (SEP3, 0), (SEP3, 1), (SEP3, 2), (SKIP, 4))
+    # the limit of 2 cannot be reached: the derived cell has the fewest skips that can
+    derived = PDARTS(resolve_config("pdarts", "cifar10")).derive({"normal": weights, "reduce": spec_vector()}, {})
+    assert derived.genotype.normal == result[5]
+
+
 # ------------------------------------------------------------------------------------ op dropping (§6)
 
 

@@ -63,7 +63,9 @@ class PDARTS(Strategy):
         unrestricted = final_cell(alphas["normal"], steps)
         concat = tuple(range(2, steps + 2))
         limit = self.config.skip_limit
-        normal = by_limit.get(limit, unrestricted) if limit is not None else unrestricted
+        normal = unrestricted
+        if limit is not None and by_limit and limit <= max(by_limit):
+            normal = by_limit[max(limit, min(by_limit))]  # the limit, or the fewest skips it can reach
         extras = {
             "skip_limit": limit,
             "unrestricted": Genotype(unrestricted, concat, reduce, concat).to_string(),
@@ -106,24 +108,39 @@ def final_cell(alphas: Sequence[dict[str, float]], steps: int = 4) -> tuple[Pair
 
 
 def limit_skip_connects(alphas: Sequence[dict[str, float]], steps: int = 4) -> dict[int, tuple[Pair, ...]]:
-    """Normal cells with at most M skip-connects, for every M below the unrestricted count.
+    """Normal cells with at most M skip-connects, for every M below the unrestricted count that can be reached.
 
     While the cell holds more than M skips, the kept skip edge with the smallest skip weight loses
-    its skip (weight set to 0, ties: lower edge) and the cell is chosen again; zeroed weights carry
-    over from one M to the next.
+    its skip (ties: lower edge) and the cell is chosen again; lost skips stay lost from one M to the next.
+    A skip whose loss would leave its node without two edges that hold an op (an edge of only ``none``
+    and ``skip_connect``, as P-DARTS' pruning can leave with few ops kept) stays; when only such skips
+    are left, the smaller M cannot be reached and are missing from the result.
     """
-    weights = [dict(edge) for edge in alphas]
     inputs = edge_inputs(steps)
     edge_of = {(node, j): e for e, (node, j) in enumerate(inputs)}
-    cell = final_cell(weights, steps)
+    lost: set[int] = set()  # edges whose skip lost its place
+    stuck: set[int] = set()  # edges whose skip cannot go
+
+    def choose(without: set[int]) -> tuple[Pair, ...]:
+        return final_cell([{op: w for op, w in edge.items() if op != "skip_connect" or e not in without}
+                           for e, edge in enumerate(alphas)], steps)
+
+    cell = choose(lost)
     unrestricted = _count_skips(cell)
     result: dict[int, tuple[Pair, ...]] = {}
     for m in range(MAX_SKIPS, -1, -1):
         while _count_skips(cell) > m:
             skip_edges = [edge_of[(k // 2, j)] for k, (op, j) in enumerate(cell) if op == "skip_connect"]
-            weakest = min(skip_edges, key=lambda e: (weights[e]["skip_connect"], e))
-            weights[weakest]["skip_connect"] = 0.0
-            cell = final_cell(weights, steps)
+            removable = [e for e in skip_edges if e not in stuck]
+            if not removable:
+                return result
+            weakest = min(removable, key=lambda e: (alphas[e]["skip_connect"], e))
+            trial = choose(lost | {weakest})
+            if any(not op for op, _ in trial):  # a node left without two edges that hold an op
+                stuck.add(weakest)
+                continue
+            lost.add(weakest)
+            cell = trial
         if m < unrestricted:
             result[m] = cell
     return result
