@@ -14,8 +14,8 @@
 # (gpu_check.json) and every step's output (gpu_check.log) in --out (default: $OUT, else gpu_check_out).
 #
 #   bash benchmarks/gpu_check.sh                      # on the GPU machine
-#   bash benchmarks/gpu_check.sh --tiny               # the same steps on the CPU at toy sizes (compiled steps trace
-#                                                     # with aot_eager: generating kernels takes minutes on a CPU)
+#   bash benchmarks/gpu_check.sh --tiny               # the same steps on the CPU at toy sizes, ~3 min on 2 cores
+#                                                     # (compiled steps trace with aot_eager: no kernels generated)
 #   bash benchmarks/gpu_check.sh --only bench_pdarts-s1_compiled,search_cudagraph  # what an earlier call left out
 #   bash benchmarks/gpu_check.sh --skip search_bf16 --budget 300
 set -u
@@ -60,13 +60,14 @@ if ((TINY)); then
     MORE_CONFIGS=()  # after the end-to-end search
     COMPILED_CONFIGS=()  # compiled after the first, last
     COMPILED_VARIANTS=compile
-    IMAGES=160
-    SEARCH_SIZE=(--preset tiny --train-limit 160 --compile-backend aot_eager)
+    IMAGES=64
+    # One batch per half and a space of 3 ops: a compiled 3-cell stage still traces 9 graphs of ~3 s each here.
+    SEARCH_SIZE=(--preset tiny --train-limit 32 --space s3 --keep-ops 2 2 --layers 3 3 3 --compile-backend aot_eager)
     TRAIN_SIZE=(--channels 8 --layers 5 --batch 4 --warmup 0 --steps 1)
     TRAIN_VARIANTS=channels-last
     FIRST_SEARCHES=(eager compile)
     LATER_SEARCHES=(no-recompute bf16)
-    CAP_BENCH=90 CAP_COMPILED=150 CAP_SEARCH=120 CAP_SEARCH_COMPILED=600 CAP_TRAIN=90
+    CAP_BENCH=60 CAP_COMPILED=120 CAP_SEARCH=60 CAP_SEARCH_COMPILED=240 CAP_TRAIN=60
 else
     DEV=cuda
     BENCH_SIZE=(--batch 96 --warmup 1 --steps 3)

@@ -1,6 +1,6 @@
 """benchmarks/gpu_check.sh --tiny: the GPU check's steps run on the CPU, a failed or hung step is named and the
-next one runs, and the report holds every result. ~70 s: a subset of --tiny (its compiled steps trace for minutes on
-a CPU; tests/test_compile.py and test_bench_search.py cover them)."""
+next one runs, and the report holds every result. ~50 s: a subset of --tiny (its compiled steps trace for two minutes
+on a CPU; tests/test_compile.py and test_bench_search.py cover them)."""
 from __future__ import annotations
 
 import json
