@@ -139,6 +139,10 @@ def validate(config: SearchConfig) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} needs 1 or {stages} values (one per stage), got {len(value)}")
     if len(config.keep_ops) != stages - 1:
         raise ConfigError(f"--keep-ops needs {stages - 1} values (ops kept per edge after each stage but the last)")
+    kept = [most_ops, *config.keep_ops]
+    if any(not 2 <= k <= before for before, k in zip(kept, kept[1:])):
+        raise ConfigError(f"--keep-ops {' '.join(map(str, config.keep_ops))}: an edge keeps at least 2 ops (so one "
+                          "besides none) and never more than it had")
     if space.topology == "nb201":
         if any(layers < 1 for layers in config.layers):
             raise ConfigError("--layers: NAS-Bench-201's skeleton needs at least 1 cell per stage")
