@@ -165,14 +165,16 @@ def report(work: Path, out: Path) -> None:
     lines += [_table(rows, left=2), ""]
     if bench:
         rows = [("bench_search", "variant", "ms/step", "img/s", "peak MB", "compile s", "vs baseline", "mem ratio",
-                 "max|grad diff|")]
+                 "max|grad diff|", "f32 rounding")]
         for config, record in bench.items():
             for variant, r in record.items():
                 rows.append((config, variant, f"{r['step_ms']:.0f}", f"{r['img_per_s']:.1f}", f"{r['peak_mb']:.0f}",
                              f"{r['compile_s']:.0f}" if "compile_s" in r else "-",
                              f"{r['speedup']:.2f}x" if "speedup" in r else "-",
                              f"{r['memory_ratio']:.2f}" if "memory_ratio" in r else "-",
-                             f"{r['max_abs_grad_diff']:.1e}" if "max_abs_grad_diff" in r else "-"))
+                             f"{r['max_abs_grad_diff']:.1e}" if "max_abs_grad_diff" in r else "-",
+                             f"{r['check']['float32_rounding']['max_abs_grad_diff']:.1e}"
+                             if "float32_rounding" in r.get("check", {}) else "-"))
         lines += [_table(rows), ""]
     if results["bench_train"]:
         rows = [("bench_train", "variant", "ms/step", "img/s", "peak MB", "warm-up s", "vs plain")]

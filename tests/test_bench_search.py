@@ -254,6 +254,7 @@ def test_tool_writes_the_documented_json(tmp_path: Path) -> None:
         assert r["memory_ratio"] == pytest.approx(r["peak_mb"] / config["baseline"]["peak_mb"])
         assert 0 <= r["max_abs_grad_diff"] == r["check"]["max_abs_grad_diff"] <= bench_search.TOLERANCE
     assert config["compile"]["compile_s"] > 0 and config["compile"]["check"]["skip_dropout"] == 0.0
+    assert 0 < config["compile"]["check"]["float32_rounding"]["max_abs_grad_diff"] < 1e-4
     assert done.stdout.startswith("device ") and "speedup" in done.stdout
     assert re.search(r"\npdarts-s3 +compile +\d", done.stdout)
     assert "pdarts-s3 compile: warm-up 2/2" in done.stderr  # compiled variants warm up twice, even with --warmup 0
@@ -276,6 +277,23 @@ def test_compiled_check_sees_a_wrong_weight() -> None:
     with torch.no_grad():
         baseline.cells[1].edges[3].ops[DARTS_PRIMITIVES.index("dil_conv_3x3")].op[2].weight.div_(1.5)
     assert max(bench_search.compare(ours, plain_dropout(baseline), batch, 5, by_step=True)) <= 1e-5
+
+
+def test_float32_rounding_is_the_scale_of_a_variants_check() -> None:
+    ours = _supernet(skip_dropout=0.0)
+    batch = (torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,)))
+    loss_rounding, grad_rounding = bench_search.float32_rounding(plain_dropout(baseline_from(ours)), batch, 5)
+    assert 0 < grad_rounding < 1e-4 and 0 <= loss_rounding < 1e-5  # float32 against float64: rounding only
+    # the figures of a compiled pdarts-s1 at batch 64 on the CPU: 1.3e-3 apart, the baseline's own rounding 9.6e-4
+    check = {"loss_diff": 2.4e-7, "max_abs_grad_diff": 1.28e-3,
+             "float32_rounding": {"loss_diff": 2.7e-7, "max_abs_grad_diff": 9.6e-4}}
+    assert bench_search.variant_disagreement("pdarts-s1 compile", check) is None
+    check["float32_rounding"]["max_abs_grad_diff"] = 2e-4  # a difference the rounding does not explain
+    assert bench_search.variant_disagreement("pdarts-s1 compile", check) == (
+        "pdarts-s1 compile: ours and the baseline disagree beyond float32 rounding: max |gradient difference| "
+        "0.00128 > 4 x 0.0002 (the baseline's float32 against float64) and > 1e-05")
+    check["loss_diff"] = 2e-5
+    assert "loss difference 2e-05 > 4 x 2.7e-07" in bench_search.variant_disagreement("x", check)
 
 
 def plain_dropout(baseline: BaselineSupernet) -> BaselineSupernet:

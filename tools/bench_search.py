@@ -39,9 +39,11 @@ gradient (weights, alphas, betas) must agree within 1e-5, else the tool stops wi
 float32 misses 1e-5, the check is repeated in float64 and the table says so. The other variants are
 checked after their timed steps, in their own process (compiled: on the graphs their steps compiled), as
 their steps compute gradients (a weight pass and an architecture pass, float32, skip dropout off:
-compiled, the dropout draws other random numbers) against baseline_from() of their weights; fused
-kernels add in another order, so they must agree within 1e-4 (a float64 check would compile everything
-again).
+compiled, the dropout draws other random numbers) against baseline_from() of their weights. Fused
+kernels add in another order, and in a deep supernet BatchNorm amplifies float32 rounding (the
+baseline's own float32 gradients differ from its float64 ones by ~1e-3 on pdarts-s1 and ~7e-2 on
+pdarts-s3 at batch 64), so a variant must agree within 4x that difference, measured on the same
+weights and batch (and at least within 1e-5); a float64 check would compile everything again.
 
 Timing and memory: each (config, variant) runs in a fresh process (multiprocessing spawn): build
 the model, its optimizers and the two batches, then --warmup steps and --steps timed steps; step_ms
@@ -64,6 +66,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from contextlib import nullcontext
@@ -98,7 +101,7 @@ from pdarts_wild.spaces import CELL_TYPES, DARTS_PRIMITIVES, get_space
 from pdarts_wild.supernet import Supernet
 
 TOLERANCE = 1e-5
-VARIANT_TOLERANCE = 1e-4  # the other variants' float32 check: fused kernels or another order of the sums
+ROUNDING_FACTOR = 4  # a float32 variant may differ from the baseline by 4x the baseline's own float32 rounding
 NUM_CLASSES = 10
 IMAGE_SIZE = 32
 VARIANT_MODES = {"eager": None, "no-recompute": None, "compile": "default", "cudagraph": "reduce-overhead"}  # ours: torch.compile mode
@@ -297,6 +300,35 @@ def compare(ours: Supernet, baseline: BaselineSupernet, batch: tuple[torch.Tenso
     return max(abs(loss - losses[0]) for loss in losses[1:]), worst
 
 
+def float32_rounding(baseline: BaselineSupernet, batch: tuple[torch.Tensor, torch.Tensor], seed: int
+                     ) -> tuple[float, float]:
+    """(|loss difference|, max |gradient difference|) of the baseline in float32 against a float64 copy of it on
+    ``batch``: how far float32 rounding alone moves this computation, the scale for a variant's check."""
+    exact = copy.deepcopy(baseline).double()
+    runs = []
+    for model in (baseline, exact):
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(seed)
+        loss = F.cross_entropy(model(batch[0].to(next(model.parameters()).dtype)), batch[1])
+        loss.backward()
+        runs.append((loss.item(), dict(model.named_parameters())))
+    (loss32, params32), (loss64, params64) = runs
+    worst = max(((params32[name].grad.double() - p.grad).abs().max().item()
+                 for name, p in params64.items() if p.grad is not None), default=0.0)
+    return abs(loss32 - loss64), worst
+
+
+def variant_disagreement(name: str, check: dict[str, Any]) -> str | None:
+    """Why a variant's check (:func:`check_variant`) fails, or None: each difference from the float32 baseline must
+    lie within ROUNDING_FACTOR times the baseline's own float32 rounding, or within TOLERANCE."""
+    for key, what in (("loss_diff", "loss difference"), ("max_abs_grad_diff", "max |gradient difference|")):
+        rounding = check["float32_rounding"][key]
+        if check[key] > max(TOLERANCE, ROUNDING_FACTOR * rounding):
+            return (f"{name}: ours and the baseline disagree beyond float32 rounding: {what} {check[key]:.3g} > "
+                    f"{ROUNDING_FACTOR} x {rounding:.3g} (the baseline's float32 against float64) and > {TOLERANCE:g}")
+    return None
+
+
 def check_config(name: str, settings: Settings) -> dict[str, Any]:
     """Ours vs baseline_from(ours) on identical weights and batch, float32 then (if needed) float64."""
     device = torch.device(settings.device)
@@ -375,8 +407,10 @@ def check_variant(ours: Supernet, settings: Settings, mode: str | None) -> dict[
     baseline = baseline_from(ours).to(memory_format=memory_format("eager", device))
     train, _ = batches(settings, device, memory_format("eager", device))
     loss_diff, grad_diff = compare(ours, baseline, train, settings.seed + 3, by_step=True, compile_mode=mode)
+    loss_rounding, grad_rounding = float32_rounding(baseline, train, settings.seed + 3)
     return {"dtype": "float32", "memory_format": _format_name(memory_format("eager", device)), "loss_diff": loss_diff,
-            "max_abs_grad_diff": grad_diff, "skip_dropout": 0.0}
+            "max_abs_grad_diff": grad_diff, "skip_dropout": 0.0,
+            "float32_rounding": {"loss_diff": loss_rounding, "max_abs_grad_diff": grad_rounding}}
 
 
 def measure_in_child(name: str, variant: str, settings: Settings) -> dict[str, Any]:
@@ -404,10 +438,8 @@ def run_benchmark(names: list[str], variants: list[str], settings: Settings) -> 
             r = measure_in_child(name, variant, settings)
             if variant == "eager":
                 r["check"] = {k: check[k] for k in ("dtype", "memory_format", "loss_diff", "max_abs_grad_diff")}
-            elif max(r["check"]["loss_diff"], r["check"]["max_abs_grad_diff"]) > VARIANT_TOLERANCE:
-                raise CheckFailed(f"{name} {variant}: ours and the baseline disagree: loss difference "
-                                  f"{r['check']['loss_diff']:.3g}, max |gradient difference| "
-                                  f"{r['check']['max_abs_grad_diff']:.3g} > {VARIANT_TOLERANCE:g}")
+            elif problem := variant_disagreement(f"{name} {variant}", r["check"]):
+                raise CheckFailed(problem)
             r["speedup"] = r["img_per_s"] / base["img_per_s"]
             r["memory_ratio"] = r["peak_mb"] / base["peak_mb"] if base["peak_mb"] > 0 else float("nan")
             r["max_abs_grad_diff"] = r["check"]["max_abs_grad_diff"]
@@ -490,8 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE",
                    help='write {config: {"baseline": {"step_ms", "img_per_s", "peak_mb"}, VARIANT: {"step_ms", '
                         '"img_per_s", "peak_mb", "speedup", "memory_ratio", "max_abs_grad_diff", "check": {"dtype", '
-                        '"memory_format", "loss_diff", "max_abs_grad_diff"}, compiled: "compile_s", '
-                        '"cudagraph_skips"}, ...}}')
+                        '"memory_format", "loss_diff", "max_abs_grad_diff", not eager: "float32_rounding"}, '
+                        'compiled: "compile_s", "cudagraph_skips"}, ...}}')
     return p
 
 
