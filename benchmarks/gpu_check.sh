@@ -42,7 +42,8 @@ done
 [[ $BUDGET =~ ^[0-9]+$ ]] || { echo "error: --budget takes whole seconds, got $BUDGET" >&2; exit 2; }
 
 cd "$(dirname "$0")/.." || exit 2
-PY=${PYTHON:-python3}
+PY=${PYTHON:-python3}  # the GPU machine's own Python; here, the project's .venv if `make setup` made one
+[[ -z ${PYTHON:-} && -x .venv/bin/python ]] && PY=.venv/bin/python
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$OUT_DIR" || exit 2
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX") || exit 2
