@@ -113,7 +113,6 @@ def test_limit_returns_nothing_above_the_unrestricted_count():
     assert limit_skip_connects(weights) == {}
 
 
-
 def test_a_skip_with_no_other_op_on_its_edge_stays_where_its_node_needs_it():
     # With 2 ops kept per edge (or RobustDARTS' S2/S3 spaces), an edge can hold only none and skip_connect. Its skip
     # can go only where its node has two other edges with an op; this search used to loop forever here.
