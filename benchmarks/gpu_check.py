@@ -125,7 +125,8 @@ def whole_search(bench: dict[str, dict[str, Any]]) -> list[tuple[str, str, float
     rows = []
     for algorithm, (configs, epochs, frozen, validated, paper) in PAPERS.items():
         variants = set.intersection(*(set(bench.get(c, {})) for c in configs)) if configs else set()
-        for variant in ("baseline", "eager", "no-recompute", "compile", "cudagraph"):
+        for variant in ("baseline", "eager", "no-recompute", "compile", "cudagraph", "compile-no-recompute",
+                        "cudagraph-no-recompute"):
             if variant not in variants:
                 continue
             seconds = 0.0

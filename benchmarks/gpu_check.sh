@@ -6,6 +6,7 @@
 #                               the baseline, for every config (pdarts-s3, -s1, -s2; pc-darts and darts later)
 #   bench_CONFIG_compiled       its compile and cudagraph variants (pdarts-s3 right after its eager figures: its
 #                               compilation is the cheapest of the paper's stages; the other configs last)
+#   bench_pdarts-s3_compiled_no-recompute   cudagraph-no-recompute: does recomputation pay with the compiler?
 #   data, search_OPTION         a P-DARTS search of one epoch per stage on 10,000 generated CIFAR-10 images with each
 #                               speed option: eager, compile, cudagraph, no-recompute, bf16
 #   bench_train, bench_train_compile   tools/bench_train.py --device cuda --batch 96 (skipped without timm)
@@ -20,7 +21,7 @@
 #   bash benchmarks/gpu_check.sh --skip search_bf16 --budget 300
 set -u
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }  # the comment above
 
 TINY=0
 OUT_DIR=${OUT:-gpu_check_out}
@@ -61,6 +62,7 @@ if ((TINY)); then
     MORE_CONFIGS=()  # after the end-to-end search
     COMPILED_CONFIGS=()  # compiled after the first, last
     COMPILED_VARIANTS=compile
+    COMPILED_NO_RECOMPUTE=compile-no-recompute
     IMAGES=64
     # One batch per half and a space of 3 ops: a compiled 3-cell stage still traces 9 graphs of ~3 s each here.
     SEARCH_SIZE=(--preset tiny --train-limit 32 --space s3 --keep-ops 2 2 --layers 3 3 3 --compile-backend aot_eager)
@@ -76,6 +78,7 @@ else
     MORE_CONFIGS=(pc-darts darts)
     COMPILED_CONFIGS=(pdarts-s1 pc-darts pdarts-s2 darts)
     COMPILED_VARIANTS=compile,cudagraph
+    COMPILED_NO_RECOMPUTE=cudagraph-no-recompute
     IMAGES=10000
     SEARCH_SIZE=()
     TRAIN_SIZE=(--batch 96 --warmup 2 --steps 5)
@@ -177,6 +180,7 @@ for config in "${MORE_CONFIGS[@]}"; do
     bench_step "$config" eager,no-recompute "bench_$config" "$CAP_BENCH"
 done
 search_step "${FIRST_SEARCHES[1]}"
+bench_step "${CONFIGS[0]}" "$COMPILED_NO_RECOMPUTE" "bench_${CONFIGS[0]}_compiled_no-recompute" "$CAP_COMPILED"
 if ! blocked bench_train "${CORE[@]}" timm; then
     run_step bench_train "$CAP_TRAIN" "$PY" tools/bench_train.py --device "$DEV" "${TRAIN_SIZE[@]}" \
         --variants "$TRAIN_VARIANTS" --json "$WORK/bench_train_eager.json"

@@ -1,6 +1,7 @@
 """tools/bench_search.py and its straightforward baseline supernet (issue 8): same function, documented output."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -18,7 +19,7 @@ from torch.nn import functional as F
 from benchmarks.baseline_supernet import BaselineSupernet, ZeroOp, baseline_from, compact_alphas
 from pdarts_wild import ops
 from pdarts_wild.spaces import CELL_TYPES, DARTS_PRIMITIVES, get_space
-from pdarts_wild.supernet import Supernet
+from pdarts_wild.supernet import MixedEdge, Supernet
 from tolerance import sum_tolerance
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -260,8 +261,23 @@ def test_tool_writes_the_documented_json(tmp_path: Path) -> None:
     assert "pdarts-s3 compile: warm-up 2/2" in done.stderr  # compiled variants warm up twice, even with --warmup 0
 
 
-def test_cudagraph_variant_needs_cuda() -> None:
-    assert bench_search.main(["--variants", "eager,cudagraph"]) == 2
+def test_cudagraph_variants_need_cuda(capsys: pytest.CaptureFixture[str]) -> None:
+    for variant in ("cudagraph", "cudagraph-no-recompute"):
+        assert bench_search.main(["--variants", f"eager,{variant}"]) == 2
+        assert capsys.readouterr().err == f"error: variant {variant} records CUDA graphs: it needs --device cuda\n"
+
+
+@pytest.mark.parametrize("variant, recompute, compiled", [
+    ("eager", True, False), ("no-recompute", False, False), ("compile", True, True),
+    ("compile-no-recompute", False, True)])
+def test_variant_builds_its_supernet(variant: str, recompute: bool, compiled: bool) -> None:
+    """Each variant of ours is the supernet with its recomputation setting and, compiled, every search cell compiled."""
+    settings = dataclasses.replace(TINY, compile_backend="aot_eager")
+    model = bench_search.build_model("pdarts-s3", variant, settings, torch.device("cpu"))
+    edges = [m for m in model.modules() if isinstance(m, MixedEdge)]
+    assert edges and {e.recompute for e in edges} == {recompute} and model.recompute is recompute
+    cells = list(model.search_cells())
+    assert [c._compiled_call_impl is not None for c in cells] == [compiled] * len(cells)
 
 
 def test_compiled_check_sees_a_wrong_weight() -> None:

@@ -47,11 +47,14 @@ def _passes(model: Supernet, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[
     return losses, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def test_compiled_cells_match_eager_and_compile_once_per_kind_of_pass() -> None:
+@pytest.mark.parametrize("recompute", [True, False])
+def test_compiled_cells_match_eager_and_compile_once_per_kind_of_pass(recompute: bool) -> None:
+    """With recomputation (torch.utils.checkpoint inside the graphs) and without (the compiler picks what to save)."""
     space = get_space("darts")
     torch.manual_seed(0)
     eager = Supernet(space, {cell: [OPS] * space.num_edges for cell in CELL_TYPES}, 10, channels=4, layers=3,
                      skip_dropout=0.3).to(memory_format=torch.channels_last)
+    eager.set_recompute(recompute)
     with torch.no_grad():
         for a in eager.arch_parameters():
             a.normal_()

@@ -81,3 +81,9 @@ def test_a_step_whose_module_is_missing_is_named_and_skipped(tmp_path: Path) -> 
 def test_unknown_option_is_one_line(tmp_path: Path) -> None:
     done = _run(tmp_path, Path(sys.executable), "--fast")
     assert done.returncode == 2 and done.stderr == "error: unknown option --fast (see --help)\n"
+
+
+def test_help_is_the_header_comment(tmp_path: Path) -> None:
+    done = _run(tmp_path, Path(sys.executable), "--help")
+    assert done.returncode == 0 and done.stdout.startswith("The GPU figures of issue 18 in one call")
+    assert done.stdout.endswith("  bash benchmarks/gpu_check.sh --skip search_bf16 --budget 300\n")
