@@ -1,5 +1,6 @@
-"""Shared test set-up: one OpenMP thread (two are far slower on our 2-core machines); timm ImageNet checkpoints of
-the baselines."""
+"""Shared test set-up: one OpenMP thread (two are far slower on our 2-core machines), in the tests' processes and
+in the tools they start; timm ImageNet checkpoints of the baselines."""
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -8,7 +9,9 @@ import timm
 import torch
 
 torch.set_num_threads(1)
-
+# The tools run as subprocesses inherit it: `make test` exports it, a bare `pytest` would leave them two threads
+# each, beside the other worker's, and a 20-second search then took over 2 minutes.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture
