@@ -15,7 +15,7 @@
 # (gpu_check.json) and every step's output (gpu_check.log) in --out (default: $OUT, else gpu_check_out).
 #
 #   bash benchmarks/gpu_check.sh                      # on the GPU machine
-#   bash benchmarks/gpu_check.sh --tiny               # the same steps on the CPU at toy sizes, ~3 min on 2 cores
+#   bash benchmarks/gpu_check.sh --tiny               # the same steps on the CPU at toy sizes, 3-5 min on 2 cores
 #                                                     # (compiled steps trace with aot_eager: no kernels generated)
 #   bash benchmarks/gpu_check.sh --only bench_pdarts-s1_compiled,search_cudagraph  # what an earlier call left out
 #   bash benchmarks/gpu_check.sh --skip search_bf16 --budget 300
