@@ -9,7 +9,7 @@ import timm
 import torch
 
 torch.set_num_threads(1)
-# The tools run as subprocesses inherit it: `make test` exports it, a bare `pytest` would leave them two threads
+# The tools the tests start inherit it: `make test` exports it, but a bare `pytest` would leave them two threads
 # each, beside the other worker's, and a 20-second search then took over 2 minutes.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
