@@ -124,10 +124,9 @@ def whole_search(bench: dict[str, dict[str, Any]]) -> list[tuple[str, str, float
     measured images/s of a full step (weights-only steps and validation passes at the shares above)."""
     rows = []
     for algorithm, (configs, epochs, frozen, validated, paper) in PAPERS.items():
-        variants = set.intersection(*(set(bench.get(c, {})) for c in configs)) if configs else set()
-        for variant in ("baseline", "eager", "no-recompute", "compile", "cudagraph", "compile-no-recompute",
-                        "cudagraph-no-recompute"):
-            if variant not in variants:
+        measured = [bench.get(config, {}) for config in configs]
+        for variant in measured[0]:  # in the order the steps measured them, the baseline first
+            if not all(variant in record for record in measured):
                 continue
             seconds = 0.0
             for config in configs:
