@@ -69,6 +69,11 @@ def metrics(output: str) -> tuple[float, float]:
     return float(rank1[-1]) / 100, float(mean_ap[-1]) / 100
 
 
+def contents(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (relative path -> bytes), to check that a refused run touched nothing."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def recorded(save_dir: Path) -> tuple[dict, dict[tuple[str, str], float]]:
     """metrics.json of a run and its values by (data set, name)."""
     record = json.loads((save_dir / "metrics.json").read_text())
@@ -282,6 +287,11 @@ def test_triplet_on_msmt17_resumes_and_tests_on_dukemtmcreid(reid_root: Path, tm
     record, values = recorded(save)  # the resumed run's: its targets, all its epochs
     assert set(values) == {("dukemtmcreid", name) for name in ("rank1", "rank5", "mAP")} and record["epochs"] == 2
     assert values[("dukemtmcreid", "rank1")] == pytest.approx(100 * rank1, abs=0.05) and record["dataset"] == "msmt17"
+    # A finished run: torchreid would test it again and save epoch 2's weights as model.pth.tar-1.
+    before = contents(save)
+    code, _ = run_tool(*base, "train.max_epoch", "2", "model.resume", str(save / "model" / "model.pth.tar-2"))
+    assert code == 2 and "model.pth.tar-2 is already finished (epoch 2 of 2)" in capsys.readouterr().err
+    assert contents(save) == before
     code, _ = run_tool(*base, "train.max_epoch", "3", "model.resume", str(save / "model" / "model.pth.tar-2"),
                        "model.genotype", "DARTS_V1")
     assert code == 2 and "holds a run of another model or genotype" in capsys.readouterr().err

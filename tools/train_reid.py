@@ -296,6 +296,10 @@ def build_engine(cfg: Config, datamanager: reid_data.ImageDataManager, model: nn
         path = cfg["model"]["resume"]
         with checkpoint_contents(path):  # an optimizer or scheduler of another run
             t["start_epoch"] = reid_utils.resume_from_checkpoint(path, model, optimizer, scheduler)
+        if t["start_epoch"] >= t["max_epoch"] and not cfg["test"]["evaluate"]:
+            # torchreid would skip training and save these weights again as epoch 1, over model.pth.tar-1
+            raise ConfigError(f"model.resume {path} is already finished (epoch {t['start_epoch']} of "
+                              f"{t['max_epoch']}): raise train.max_epoch to train on")
     loss = cfg["loss"]
     label_smooth = loss["softmax"]["label_smooth"]
     if loss["name"] == "softmax":
