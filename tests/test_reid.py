@@ -316,8 +316,22 @@ def test_user_errors(reid_root: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     assert train_reid.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and message in err[-1]
+    assert not (tmp_path / "run").exists()
     if "not found" in message:
         assert "Market-1501-v15.09.15/{bounding_box_train" in err[-1] and not (tmp_path / "market1501").exists()
+
+
+def test_save_dir_with_other_files_is_refused(reid_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A folder with files but no ReID run (another tool's run folder, say) is never written into."""
+    save = tmp_path / "cifar-run"
+    save.mkdir()
+    (save / "metrics.json").write_text('{"tool": "train_cifar"}')
+    before = contents(save)
+    code, _ = run_tool("--config", str(CONFIGS / "market1501_softmax.yaml"), "--root", str(reid_root), *TINY_OPTS,
+                       "data.save_dir", str(save))
+    assert code == 2 and contents(save) == before
+    assert capsys.readouterr().err.strip() == (f"error: data.save_dir {save} is not empty and holds no ReID run "
+                                               "(config.yaml): choose another one (or leave it empty)")
 
 
 def test_tool_runs_as_a_script(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ rank-5 and mAP of each target, from torchreid's own evaluation) to ``data.save_d
 ``data.save_dir`` left empty: log/MODEL[-GENOTYPE]-SOURCES-LOSS-TIME (GENOTYPE when model.genotype is given:
 its registry name, its search folder, or 'custom'), log/MODEL[-GENOTYPE]-test-TARGETS-TIME with --test-only,
 and with model.resume the folder of the checkpoint's run. A save_dir that holds a run (config.yaml) is
-refused, except to resume the same model in it.
+refused, except to resume the same model in it (not a finished one), as is any other folder that is not empty.
 
 Models: the DARTS ones (pdarts_reid, darts_v2_reid, ...; the model.genotype/init_channels/... settings), or
 torchreid's own by name: the baselines resnet50 and mobilenetv2_x1_0 load a timm ImageNet checkpoint
@@ -401,9 +401,13 @@ def run_folder(cfg: Config) -> Path:
 
 
 def check_run_folder(folder: Path, cfg: Config) -> None:
-    """Refuse a folder that holds a run (its config.yaml), except to resume the same model there."""
+    """Refuse a folder that holds a run (its config.yaml), except to resume the same model there, and any other
+    folder that is not empty (another tool's run, say: its files would be overwritten or mixed in)."""
     saved_path = folder / CONFIG_FILE
     if not saved_path.is_file():
+        if folder.is_dir() and any(folder.iterdir()):
+            raise ConfigError(f"data.save_dir {folder} is not empty and holds no ReID run ({CONFIG_FILE}): choose "
+                              "another one (or leave it empty)")
         return
     if not cfg["model"]["resume"]:
         raise ConfigError(f"data.save_dir {folder} holds another run ({CONFIG_FILE}): choose another one (or leave "
