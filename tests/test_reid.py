@@ -305,6 +305,18 @@ def test_triplet_on_msmt17_resumes_and_tests_on_dukemtmcreid(reid_root: Path, tm
     ([], ["model.genotype", "NOT_A_CELL"], "NOT_A_CELL"),
     ([], ["model.name", "resnet5O"], "unknown model.name 'resnet5O' (closest: resnet50"),
     ([], ["model.name", "resnet50"], "model.init_channels, model.layers only apply to the DARTS models"),
+    ([], ["train.max_epochs", "2"], "unknown config key 'train.max_epochs' (closest: train.max_epoch,"),
+    # settings torchreid would trip over only after training, when nothing is saved yet
+    ([], ["test.dist_metric", "cosin"], "unknown test.dist_metric 'cosin' (closest: cosine; all: euclidean, cosine)"),
+    ([], ["train.optim", "adamm"], "unknown train.optim 'adamm' (closest: adam, radam; all: adam, amsgrad, sgd,"),
+    ([], ["train.lr_scheduler", "cosin"], "unknown train.lr_scheduler 'cosin' (closest: cosine; all: single_step"),
+    ([], ["data.targets", "[]"], "data.targets must be a non-empty list of dataset names, got []"),
+    ([], ["data.sources", "[1]"], "data.sources must be a non-empty list of dataset names, got [1]"),
+    ([], ["test.visrank", "True"], "test.visrank True only works with --test-only"),
+    ([], ["data.height", "100"], "data.height and data.width must be multiples of 32 for the DARTS models, got 100x32"),
+    ([], ["data.height", "-64"], "data.height must be >= 1, got -64"),
+    ([], ["train.batch_size", "0"], "train.batch_size must be >= 1, got 0"),
+    ([], ["train.max_epoch", "0"], "train.max_epoch must be >= 1, got 0"),
 ])
 def test_user_errors(reid_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture, flags: list[str],
                      opts: list[str], message: str) -> None:

@@ -45,6 +45,8 @@ from torchreid.reid import engine as reid_engine
 from torchreid.reid import models as reid_models
 from torchreid.reid import optim as reid_optim
 from torchreid.reid import utils as reid_utils
+from torchreid.reid.optim.lr_scheduler import AVAI_SCH
+from torchreid.reid.optim.optimizer import AVAI_OPTIMS
 from torch import nn
 
 from backbones.complexity import complexity
@@ -55,7 +57,7 @@ from backbones.torchreid_pdarts import MODEL_FACTORY, MODEL_GENOTYPES, ReIDModel
 from pdarts_wild.checkpoints import (CheckpointError, checkpoint_contents, our_key_layout, read_checkpoint,
                                      weights_mismatch, without_heads)
 from pdarts_wild.genotype import GenotypeError
-from pdarts_wild.messages import describe, unknown_name
+from pdarts_wild.messages import closest, describe, unknown_name
 from pdarts_wild.search import run_tool
 from pdarts_wild.zoo import LISTING, resolve_genotype
 
@@ -112,6 +114,10 @@ LAYOUTS = {
 # model settings of the DARTS models only; torchreid's own models refuse values other than these defaults
 DARTS_SETTINGS = ("genotype", "init_channels", "layers", "global_pool", "feature_dim", "bnneck", "last_stride")
 CONFIG_FILE = "config.yaml"
+DIST_METRICS = ("euclidean", "cosine")  # torchreid.reid.metrics.compute_distance_matrix's
+# The DARTS trunk's total stride: its FactorizedReduce needs even maps down to the last reduction cell (also with
+# last_stride 1), so input height and width are multiples of 32.
+DARTS_STRIDE = 32
 
 
 class ConfigError(ValueError):
@@ -140,7 +146,8 @@ def merge(cfg: Config, updates: dict[str, Any], prefix: str = "") -> None:
     for name, value in updates.items():
         key = f"{prefix}{name}"
         if name not in cfg:
-            raise ConfigError(f"unknown config key {key!r}")
+            close = [prefix + known for known in closest(name, cfg)]
+            raise ConfigError(f"unknown config key {key!r}" + (f" (closest: {', '.join(close)})" if close else ""))
         if isinstance(cfg[name], dict):
             if not isinstance(value, dict):
                 raise ConfigError(f"{key}: expected a mapping of keys, got {value!r}")
@@ -184,6 +191,30 @@ def load_config(path: Path, opts: list[str]) -> Config:
 
 
 # ------------------------------------------------------------------------------------------ building
+
+
+def check_settings(cfg: Config) -> None:
+    """Settings that torchreid takes but trips over only after training, before it saves anything (names, sizes,
+    dataset lists), and its optimizer, scheduler and distance names with the closest valid ones."""
+    d, t, e = cfg["data"], cfg["train"], cfg["test"]
+    for key in ("sources", "targets"):
+        if not d[key] or not all(isinstance(name, str) for name in d[key]):
+            raise ConfigError(f"data.{key} must be a non-empty list of dataset names, got {d[key]!r}")
+    sizes = {"data.height": d["height"], "data.width": d["width"], "train.batch_size": t["batch_size"],
+             "test.batch_size": e["batch_size"], **({} if e["evaluate"] else {"train.max_epoch": t["max_epoch"]})}
+    for key, value in sizes.items():
+        if value < 1:
+            raise ConfigError(f"{key} must be >= 1, got {value}")
+    if cfg["model"]["name"] in MODEL_FACTORY and (d["height"] % DARTS_STRIDE or d["width"] % DARTS_STRIDE):
+        raise ConfigError(f"data.height and data.width must be multiples of {DARTS_STRIDE} for the DARTS models, "
+                          f"got {d['height']}x{d['width']}")
+    names = {"train.optim": (t["optim"], AVAI_OPTIMS), "train.lr_scheduler": (t["lr_scheduler"], AVAI_SCH),
+             "test.dist_metric": (e["dist_metric"], DIST_METRICS)}
+    for key, (name, known) in names.items():
+        if name not in known:
+            raise ConfigError(unknown_name(key, name, known, ", ".join(known)))
+    if e["visrank"] and not e["evaluate"]:
+        raise ConfigError("test.visrank True only works with --test-only (torchreid draws the ranks of tested weights)")
 
 
 def check_datasets(cfg: Config) -> None:
@@ -340,6 +371,7 @@ class Job:
 
 def build(cfg: Config) -> Job:
     """Data, model (ImageNet or test weights loaded) and engine from ``cfg``; ConfigError on bad settings."""
+    check_settings(cfg)
     reid_utils.set_random_seed(cfg["train"]["seed"])
     if cfg["test"]["evaluate"] and not cfg["model"]["load_weights"]:
         raise ConfigError("--test-only needs the weights to test: model.load_weights PATH (a torchreid checkpoint)")
