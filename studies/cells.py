@@ -16,10 +16,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pdarts_wild.messages import describe, one_line
+
+from .errors import StudyError
 from .grid import Cell
 
 STATUS, METRICS, STDOUT, STDERR = "status.json", "metrics.json", "stdout.log", "stderr.log"
 PENDING, QUEUED, RUNNING, FINISHED, FAILED, BLOCKED = "pending", "queued", "running", "finished", "failed", "blocked"
+STATES = (PENDING, QUEUED, RUNNING, FINISHED, FAILED, BLOCKED)
+FIELDS: dict[str, tuple[type, ...]] = {  # what status.json's fields hold (None: not yet, or none)
+    "row": (str,), "task": (str,), "depends_on": (str,), "state": (str,), "attempts": (int,), "start": (str,),
+    "end": (str,), "exit_code": (int,), "error": (str,), "host": (str,), "pid": (int,), "job_id": (str, int),
+    "submitted": (str,)}
 ERROR_LINE = re.compile(r"(^|: )error: ")  # ours (error: ...) and argparse's (prog: error: ...)
 EXCEPTION_LINE = re.compile(r"^\s*([\w.]+(Error|Exception)|KeyboardInterrupt)\b")
 NOT_THE_CAUSE = ("subprocess.CalledProcessError",)  # mim's own traceback after its tool failed
@@ -35,11 +43,31 @@ def new_status(cell: Cell) -> dict[str, Any]:
 
 
 def read_status(folder: Path) -> dict[str, Any]:
-    """The cell's status (empty when it has none yet)."""
+    """The cell's status (empty when it has none yet); a ``StudyError`` for a file that is not one (ours are
+    written atomically, so that is someone else's doing)."""
+    path = folder / STATUS
     try:
-        return json.loads((folder / STATUS).read_text())
-    except (OSError, ValueError):
+        status = json.loads(path.read_text())
+    except FileNotFoundError:
         return {}
+    except (OSError, ValueError) as e:
+        raise StudyError(f"cannot read {path}: {describe(e)}; delete it to run the cell anew") from None
+    problem = _status_problem(status)
+    if problem:
+        raise StudyError(f"{path}: not a cell status ({problem}); delete it to run the cell anew")
+    return status
+
+
+def _status_problem(status: Any) -> str | None:
+    if not isinstance(status, dict):
+        return f"a {type(status).__name__}, not a mapping"
+    for key, kinds in FIELDS.items():
+        value = status.get(key)
+        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+            return f"{key} {one_line(repr(value), 40)}"
+    if status.get("state", PENDING) not in STATES:
+        return f"unknown state {one_line(repr(status['state']), 40)}"
+    return None
 
 
 def write_status(folder: Path, **fields: Any) -> dict[str, Any]:
@@ -57,7 +85,7 @@ def run_cell(folder: Path, keep_fds: tuple[int, ...] = ()) -> dict[str, Any]:
     ``keep_fds`` (the study's lock) stay open in the command, so no second runner drives the study while a tool
     it started still runs.
     """
-    attempt = int(read_status(folder).get("attempts", 0)) + 1
+    attempt = read_status(folder).get("attempts", 0) + 1
     write_status(folder, state=RUNNING, start=now(), end=None, exit_code=None, error=None, attempts=attempt,
                  host=socket.gethostname(), pid=os.getpid())
     with open(folder / STDOUT, "ab") as out, open(folder / STDERR, "ab") as err:

@@ -7,11 +7,14 @@ Each cell runs its ``command.sh`` with ``--gpus N`` through its ecosystem's laun
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from pdarts_wild.messages import problem
 
 from .cells import BLOCKED, FAILED, FINISHED, QUEUED, RUNNING, now, read_status, run_cell, write_status
 from .errors import StudyError
@@ -24,8 +27,11 @@ Say = Callable[[str], None]
 @contextmanager
 def study_lock(out: Path) -> Iterator[int]:
     """Hold ``OUT/.lock`` (fcntl.flock) while driving the study; its descriptor, for the cells' commands to keep."""
-    out.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise StudyError(f"cannot use {out} as the study folder: {problem(e)}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -65,11 +71,20 @@ def skip_reason(cell: Cell, retry_failed: bool) -> str | None:
     return None
 
 
-def _in_slurm(cell: Cell) -> str | None:
+def _in_slurm(cell: Cell, out: Path) -> str | None:
+    """Why a cell submitted to Slurm is left to its job; None when it was not, or when Slurm says the job is gone
+    (cancelled, failed, lost with its node): then this runner takes the cell over."""
     status = read_status(cell.folder)
-    if status.get("state") in (QUEUED, RUNNING) and status.get("job_id"):
-        return f"{status['state']} in Slurm as job {status['job_id']} (scancel it to run the cell here)"
-    return None
+    job = status.get("job_id")
+    if status.get("state") not in (QUEUED, RUNNING) or not job:
+        return None
+    if importlib.util.find_spec("submitit") is not None:
+        from .slurm import job_alive
+
+        if not job_alive(out, str(job)):
+            write_status(cell.folder, job_id=None)
+            return None
+    return f"{status['state']} in Slurm as job {job} (scancel it to run the cell here)"
 
 
 def blocked_reason(cell: Cell, submitted: dict[str, str]) -> str | None:
@@ -88,14 +103,14 @@ def run_local(study: Study, lock_fd: int, retry_failed: bool, say: Say, after_ce
     submitted to Slurm (queued or running there) are left to their job."""
     for i, cell in enumerate(study.cells, 1):
         where = f"[{i}/{len(study.cells)}] {cell.key}"
-        skip = skip_reason(cell, retry_failed) or _in_slurm(cell)
+        skip = skip_reason(cell, retry_failed) or _in_slurm(cell, study.out)
         blocked = None if skip else blocked_reason(cell, {})
         if skip or blocked:
             if blocked:
                 write_status(cell.folder, state=BLOCKED, error=blocked, end=now())
             say(f"{where}: {skip or 'blocked, ' + blocked}")
             continue
-        attempt = int(read_status(cell.folder).get("attempts", 0)) + 1
+        attempt = read_status(cell.folder).get("attempts", 0) + 1
         again = f", attempt {attempt}" if attempt > 1 else ""
         say(f"{where}: running {cell.folder / 'command.sh'} (output: stdout.log, stderr.log{again})")
         start = time.monotonic()

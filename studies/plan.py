@@ -15,12 +15,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pdarts_wild.messages import describe, one_line
+
 from . import cells, commands, detection
 from .errors import StudyError, unknown
 from .grid import Cell, Env, Study
 from .rows import GENOTYPE, resolve_rows
 from .settings import BACKBONE_KEYS, resolve_settings
 from .tasks import DETECTION, IMAGENET, data_paths, dataset_of, parse_tasks
+from .tool_options import check_tool_settings
 
 STUDY = "study.json"
 FORMAT_VERSION = 1
@@ -53,6 +56,7 @@ def plan_study(request: Request) -> Study:
     given = {dataset_of(key): Path(path) for key, path in _pairs(request.data, "--data")}
     data = data_paths(tasks, request.data_root, given)
     settings = resolve_settings(tasks, request.preset, list(request.sets))
+    check_tool_settings(tasks, settings)
     names = [row.name for row in rows]
     pretrained: dict[str, Path] = {}
     for name, path in _pairs(request.pretrained, "--pretrained"):
@@ -151,12 +155,40 @@ def load_record(out: Path) -> dict[str, Any]:
         raise StudyError(f"cannot read {path}: {e}") from None
     if not isinstance(saved, dict) or saved.get("version") != FORMAT_VERSION:
         raise StudyError(f"{path} is not a study.json of this version ({FORMAT_VERSION})")
+    problem = _record_problem(saved)
+    if problem:
+        raise StudyError(f"{path} is damaged: {problem}")
     return saved
+
+
+def _record_problem(saved: dict[str, Any]) -> str | None:
+    """What ``status``, ``report`` and the runner would trip over in a ``study.json`` (None: nothing)."""
+    def inside(folder: Any) -> bool:  # a cell folder: relative, within the study
+        return isinstance(folder, str) and bool(folder) and not Path(folder).is_absolute() and ".." not in \
+            Path(folder).parts
+
+    try:
+        for row in saved["rows"]:
+            search = row.get("search")
+            if not isinstance(row["name"], str) or not (search is None or (
+                    isinstance(search["valid_acc"], (int, float)) and isinstance(search["file"], str))):
+                return f"row {one_line(repr(row), 60)}"
+        if not all(isinstance(task, str) for task in saved["tasks"]):
+            return "tasks"
+        for cell in saved["cells"]:
+            if not (isinstance(cell["row"], str) and isinstance(cell["task"], str) and inside(cell["folder"])
+                    and (cell["depends_on"] is None or inside(cell["depends_on"]))):
+                return f"cell {one_line(repr(cell), 60)}"
+    except (KeyError, TypeError, AttributeError) as e:
+        return f"{type(e).__name__}: {describe(e)}"
+    return None
 
 
 def check_same(study: Study) -> bool:
     """True when ``study.out`` already holds this study, False when it is new; a ``StudyError`` otherwise."""
     out = study.out
+    if out.exists() and not out.is_dir():
+        raise StudyError(f"--out {out} is a file, not a folder")
     if not (out / STUDY).exists():
         if out.exists() and any(p.name != ".lock" for p in out.iterdir()):
             raise StudyError(f"{out} is not empty and holds no study ({STUDY}): choose another --out")

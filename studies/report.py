@@ -116,7 +116,7 @@ def status_lines(out: Path, study: dict[str, Any], driven: bool) -> list[str]:
     for cell in study["cells"]:
         s = read_status(out / cell["folder"])
         state, reason = s.get("state", PENDING), s.get("error") or ""
-        if state == RUNNING and not driven and "job_id" not in s:
+        if state == RUNNING and not driven and not s.get("job_id"):
             state = "interrupted"
         dependency = read_status(out / cell["depends_on"]) if cell["depends_on"] else {}
         if state in (PENDING, QUEUED) and dependency.get("state") in (FAILED, BLOCKED):

@@ -9,7 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .cells import FINISHED, METRICS, read_status
+from .cells import FINISHED, METRICS, metrics_problem, read_status
+from .errors import StudyError
 
 COLUMNS = ("genotype", "task", "dataset", "metric", "value", "higher_is_better", "params", "macs", "epochs", "iters",
            "input_size", "source_file")
@@ -24,6 +25,10 @@ def collect(out: Path, study: dict[str, Any]) -> list[dict[str, Any]]:
         folder = out / cell["folder"]
         if read_status(folder).get("state") != FINISHED:
             continue
+        problem = metrics_problem(folder / METRICS)
+        if problem:
+            raise StudyError(f"{folder}: finished, but {problem}; delete its status.json to run the cell again (its "
+                             "tool's finished run only gives the file back)")
         record = json.loads((folder / METRICS).read_text())
         size = record.get("input_size")
         for metric in (m for m in record["metrics"] if m["value"] is not None):  # None: not defined here
@@ -51,6 +56,6 @@ def write(out: Path, lines: list[dict[str, Any]]) -> None:
     writer.writeheader()
     writer.writerows(lines)
     for name, text in (("results.csv", table.getvalue()), ("results.json", json.dumps(lines, indent=1) + "\n")):
-        tmp = out / (name + ".tmp")
+        tmp = out / f"{name}.{os.getpid()}.tmp"  # a report and a runner may write at once
         tmp.write_text(text)
         os.replace(tmp, out / name)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pdarts_wild.genotype import Genotype, GenotypeError, read_genotype_file
+from pdarts_wild.messages import one_line
 from pdarts_wild.zoo import available_genotypes, resolve_genotype
 
 from .errors import StudyError, unknown
@@ -53,7 +54,14 @@ def resolve_rows(genotypes: str, baselines: str) -> list[Row]:
 
 
 def _split(spec: str) -> list[str]:
-    return [part.strip() for part in spec.split(",") if part.strip()]
+    """The comma-separated parts of ``spec``; a comma inside brackets (a DARTS string's lists) does not split."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(spec + ","):
+        depth += (char in "([{") - (char in ")]}")
+        if char == "," and depth <= 0:
+            parts.append(spec[start:i].strip())
+            start = i + 1
+    return [part for part in parts if part]
 
 
 def genotype_row(spec: str) -> Row:
@@ -69,7 +77,7 @@ def genotype_row(spec: str) -> Row:
         except GenotypeError as e:
             raise StudyError(f"--genotypes: {e}") from None
         return Row(f"custom-{hashlib.sha1(text.encode()).hexdigest()[:8]}", GENOTYPE, text, text)
-    path = Path(spec).expanduser().absolute()
+    path = Path(spec).expanduser().resolve()
     if path.is_dir():
         file = path / SEARCH_RESULT
         if not file.is_file():
@@ -83,6 +91,9 @@ def genotype_row(spec: str) -> Row:
     except GenotypeError as e:
         raise StudyError(str(e)) from None
     name = file.parent.name if file.name in (SEARCH_RESULT, "genotype.txt") else file.stem
+    if not name or any(not char.isprintable() for char in name):
+        raise StudyError(f"row name {one_line(repr(name), 60)}, from its folder or file name, is empty or holds a "
+                         "control character: rename it")
     return Row(name, GENOTYPE, str(file), genotype.to_string(), _search_result(record, file))
 
 

@@ -46,7 +46,7 @@ def submit(study: Study, retry_failed: bool, options: SlurmOptions, say: Say) ->
         if skip_reason(cell, retry_failed):
             continue
         status = read_status(cell.folder)
-        if status.get("state") in (QUEUED, RUNNING) and _alive(study.out, status.get("job_id")):
+        if status.get("state") in (QUEUED, RUNNING) and job_alive(study.out, status.get("job_id")):
             jobs[cell.key] = status["job_id"]
             say(f"{cell.key}: job {status['job_id']} is still in Slurm")
             continue
@@ -64,6 +64,6 @@ def submit(study: Study, retry_failed: bool, options: SlurmOptions, say: Say) ->
     return sum(read_status(cell.folder).get("state") == QUEUED for cell in study.cells)
 
 
-def _alive(out: Path, job_id: str | None) -> bool:
+def job_alive(out: Path, job_id: str | None) -> bool:
     """Whether Slurm still holds the job (queued or running): then it is not submitted again."""
     return bool(job_id) and submitit.SlurmJob(folder=out / "slurm" / "%j", job_id=job_id).state in ALIVE

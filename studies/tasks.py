@@ -125,7 +125,7 @@ def data_paths(tasks: list[Task], root: Path | None, given: Mapping[str, Path]) 
 def _check(name: str, path: Path, spec: DataSpec) -> None:
     where = f"--data {name}=PATH" if spec.default == "" else f"ROOT/{spec.default} or --data {name}=PATH"
     if not path.is_dir():
-        raise StudyError(f"no {name} data: {path} is not a folder (expected {spec.about}; {where})")
+        raise StudyError(f"no {name} data at {path} (expected {spec.about}; {where})")
     for options in spec.needs:
         if not any((path / option).exists() for option in options):
             raise StudyError(f"no {name} data in {path}: {' or '.join(options)} is missing (expected {spec.about})")

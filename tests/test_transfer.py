@@ -32,6 +32,7 @@ TOOL = ROOT / "tools" / "transfer.py"
 sys.path.insert(0, str(ROOT / "tools"))
 import transfer  # noqa: E402  (tools/transfer.py)
 
+from pdarts_wild.zoo import resolve_genotype  # noqa: E402
 from studies import report  # noqa: E402
 
 BASELINE, BASELINE_TIMM = "mobilenetv2", "mobilenetv2_100"
@@ -143,8 +144,14 @@ def study(data_root: Path, search_run: Path, tmp_path_factory: pytest.TempPathFa
     (["--set", "imagenet.input_size=64x32"], "--set imagenet.input_size=64x32: tools/train_imagenet.py trains square "
                                              "crops (--input-size S)"),
     (["--set", "coco.lr=1"], "--set 'coco.lr=1': 'coco' is not one of --tasks (imagenet)"),
+    (["--set", "imagenet.lrr=0.1"], "--set imagenet.lrr=0.1: no option --lrr in tools/train_imagenet.py (closest: "
+                                    "lr; all: tools/train_imagenet.py --help)"),
+    (["--set", "imagenet.lr=fast"], "--set imagenet.lr=fast: --lr takes a number (could not convert string to "
+                                    "float: 'fast')"),
+    (["--set", "imagenet.batch-size=4"], "--set imagenet.batch-size=4: the study sets this itself; use the shared "
+                                         "key imagenet.batch"),
 ], ids=["genotype", "task", "baseline", "cross-dataset", "no-imagenet-weights", "pretrained-file", "set-value",
-        "set-size", "set-task"])
+        "set-size", "set-task", "set-tool-option", "set-tool-value", "set-study-flag"])
 def test_bad_input_stops_before_anything_runs(data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                               change: list[str], message: str) -> None:
     args = run_args(data_root, tmp_path / "study", "PDARTS", "imagenet")
@@ -155,13 +162,56 @@ def test_bad_input_stops_before_anything_runs(data_root: Path, tmp_path: Path, c
     assert not (tmp_path / "study").exists()
 
 
+@pytest.mark.parametrize("setting, message", [
+    ("market1501.train.lrr=1", "no config key train.lrr in tools/train_reid.py (closest: train.lr, train.staged_lr, "
+                               "train.lr_scheduler; all: "
+                               "tools/train_reid.py DEFAULTS)"),
+    ("market1501.train.lr=fast", "train.lr: expected float, got 'fast'"),
+    ("market1501.data.save_dir=x", "the study sets this itself"),
+    ("coco-retinanet.exec(print(1));x=1", "a detection setting is a dotted config key of Python names, e.g. "
+                                          "optim_wrapper.optimizer.lr"),
+    ("coco-retinanet.train-cfg.max_epochs=2", "a detection setting is a dotted config key of Python names, e.g. "
+                                              "optim_wrapper.optimizer.lr"),
+], ids=["reid-key", "reid-value", "reid-study-key", "detection-code", "detection-name"])
+def test_tool_settings_are_checked_before_anything_runs(data_root: Path, tmp_path: Path, setting: str, message: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A typo in a tool's own terms stops the study at once, not when its cell runs (maybe days later)."""
+    args = run_args(data_root, tmp_path / "study", "PDARTS", "imagenet,coco-retinanet,market1501", "--set", setting)
+    assert transfer.main(args) == 2
+    assert capsys.readouterr().err == f"error: --set {setting}: {message}\n"
+    assert not (tmp_path / "study").exists()
+
+
+def test_rows_are_named_after_their_real_folders(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A row's name names its cell folders and enters command.sh: ``..`` is the folder it stands for, a control
+    character is refused, and a DARTS string (commas and all) is a row of its own."""
+    genotype = resolve_genotype("PDARTS").to_string()
+    record = json.dumps({"version": 1, "genotype": genotype})
+    for name in ("my run", "evil\necho injected"):
+        (tmp_path / "runs" / name / "sub").mkdir(parents=True)
+        (tmp_path / "runs" / name / "genotype.json").write_text(record)
+    monkeypatch.chdir(tmp_path / "runs" / "my run" / "sub")
+    assert transfer.main(run_args(data_root, tmp_path / "a", f"..,{genotype},DARTS_V2", "cifar10", "--dry-run")) == 0
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [".lock", "DARTS_V2", "custom-9b5afe42", "my run",
+                                                                  "study.json"]
+    assert (tmp_path / "a" / "my run" / "cifar10" / "command.sh").read_text().splitlines()[1].startswith(
+        "# my run x cifar10: a cell")
+    capsys.readouterr()
+    evil = tmp_path / "runs" / "evil\necho injected"
+    assert transfer.main(run_args(data_root, tmp_path / "b", str(evil), "cifar10", "--dry-run")) == 2
+    assert capsys.readouterr().err == ("error: row name 'evil\\necho injected', from its folder or file name, is "
+                                       "empty or holds a control character: rename it\n")
+    assert not (tmp_path / "b").exists()
+
+
 def test_missing_data_and_foreign_folders_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = write_cifar10(tmp_path / "data", n_train=10, n_test=10)
     assert transfer.main(run_args(root, tmp_path / "a", "PDARTS", "cifar10,market1501")) == 2
     assert capsys.readouterr().err == (f"error: no market1501 data in {root}: market1501 is missing (expected "
                                        "torchreid's root holding market1501/Market-1501-v15.09.15/)\n")
     assert transfer.main(run_args(root, tmp_path / "b", "PDARTS", "imagenet")) == 2
-    assert capsys.readouterr().err == (f"error: no imagenet data: {root}/imagenet is not a folder (expected "
+    assert capsys.readouterr().err == (f"error: no imagenet data at {root}/imagenet (expected "
                                        "train/<class>/*.JPEG and val/<class>/*.JPEG; ROOT/imagenet or --data "
                                        "imagenet=PATH)\n")
     (tmp_path / "c").mkdir()
@@ -169,6 +219,9 @@ def test_missing_data_and_foreign_folders_are_refused(tmp_path: Path, capsys: py
     assert transfer.main(run_args(root, tmp_path / "c", "PDARTS", "cifar10")) == 2
     assert capsys.readouterr().err == (f"error: {tmp_path / 'c'} is not empty and holds no study (study.json): "
                                        "choose another --out\n")
+    assert [p.name for p in (tmp_path / "c").iterdir()] == ["notes.txt"]  # refused before the lock file is made
+    assert transfer.main(run_args(root, tmp_path / "c" / "notes.txt", "PDARTS", "cifar10")) == 2
+    assert capsys.readouterr().err == f"error: --out {tmp_path / 'c' / 'notes.txt'} is a file, not a folder\n"
 
 
 def test_pivot_ranks_and_kendall_tau(tmp_path: Path) -> None:
@@ -210,6 +263,14 @@ def test_slurm_jobs_wait_for_their_imagenet_job(data_root: Path, tmp_path: Path,
     first, second = (bin_dir / "job1.sh").read_text(), (bin_dir / "job2.sh").read_text()
     assert "#SBATCH --partition=gpu" in first and "--dependency" not in first
     assert "#SBATCH --dependency=afterok:1" in second and "#SBATCH --kill-on-invalid-dep=yes" in second
+    # Job 1 cancelled, job 2 pending (a stand-in sacct): the local runner takes the cancelled job's cell over.
+    (bin_dir / "sacct").write_text('#!/bin/sh\nprintf "JobID|State|NodeList\\n1|CANCELLED by 0|\\n2|PENDING|\\n"\n')
+    (bin_dir / "sacct").chmod(0o755)
+    done = transfer_cli(*run_args(data_root, out, "PDARTS", "imagenet,market1501"))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "[1/2] PDARTS/imagenet: finished (" in done.stdout
+    assert "[2/2] PDARTS/market1501: queued in Slurm as job 2 (scancel it to run the cell here)" in done.stdout
+    assert state(out, "PDARTS/imagenet")["state"] == "finished" and state(out, "PDARTS/imagenet")["job_id"] is None
 
 
 def test_dry_run_writes_the_papers_commands(data_root: Path, tmp_path: Path) -> None:
@@ -375,6 +436,38 @@ def test_another_study_in_the_same_folder_is_refused(study: tuple[Path, str], da
                                   "--set", "imagenet.epochs=2")) == 2
     assert capsys.readouterr().err == (f"error: {out} holds another study: settings of imagenet differ (the same "
                                        "arguments continue it)\n")
+
+
+def test_damaged_study_files_are_named_not_tracebacks(study: tuple[Path, str], tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A copy of the finished study with one file damaged at a time: status and report name the file; the report
+    writes the results files again (a Slurm study gets them there) and checks the plot's file name first."""
+    copy = tmp_path / "copy"
+    shutil.copytree(study[0], copy)
+    cell = copy / "PDARTS" / "cifar10"
+    (copy / "results.csv").unlink()
+    assert transfer.main(["report", str(copy)]) == 0
+    assert (copy / "results.csv").read_text() == (study[0] / "results.csv").read_text()
+    assert transfer.main(["report", str(copy), "--plot", str(tmp_path / "plot.txt")]) == 2
+    capsys.readouterr()
+    for text, command, message in [
+        ("[]", "status", f"{cell / 'status.json'}: not a cell status (a list, not a mapping); delete it to run the "
+                         "cell anew"),
+        ('{"state": "finished", "error": 5}', "status", f"{cell / 'status.json'}: not a cell status (error 5); "
+                                                        "delete it to run the cell anew"),
+    ]:
+        saved = (cell / "status.json").read_text()
+        (cell / "status.json").write_text(text)
+        assert transfer.main([command, str(copy)]) == 2
+        assert capsys.readouterr().err == f"error: {message}\n"
+        (cell / "status.json").write_text(saved)
+    (cell / "metrics.json").write_text('{"metrics": [{"name": "top1", "value": "abc"}]}')
+    assert transfer.main(["report", str(copy)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {cell}: finished, but metrics.json is not a tool's metrics "
+                                              "file: ValueError")
+    (copy / "study.json").write_text('{"version": 1}')
+    assert transfer.main(["status", str(copy)]) == 2
+    assert capsys.readouterr().err == f"error: {copy / 'study.json'} is damaged: KeyError: 'rows'\n"
 
 
 # ---------------------------------------------------------------------------------------------- a killed study

@@ -27,6 +27,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from pdarts_wild.messages import problem
 from pdarts_wild.zoo import available_genotypes
 from studies import plan, report, results
 from studies.errors import StudyError
@@ -34,6 +35,8 @@ from studies.launch import is_driven, run_local, study_lock
 from studies.rows import BASELINES
 from studies.settings import PRESETS, SHARED_KEYS
 from studies.tasks import DATASETS, TASKS, TOOL_SCRIPTS
+
+PLOT_FORMATS = (".png", ".svg", ".pdf")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     what = run.add_argument_group("what to compare")
     what.add_argument("--genotypes", default="", help="comma-separated registry names (PDARTS, DARTS_V2, ...), "
-                                                      "genotype.json files or search run folders; a row each")
+                                                      "DARTS Genotype(...) strings, genotype.json files or search run "
+                                                      "folders; a row each, named after it")
     what.add_argument("--baselines", default="", help=f"comma-separated reference networks, a row each: "
                                                       f"{', '.join(BASELINES)} (each ecosystem's own)")
     what.add_argument("--tasks", required=True, help=f"comma-separated: {', '.join(TASKS)}, or a ReID cross-dataset "
@@ -85,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("out", type=Path, help="the study folder")
         if name == "report":
             q.add_argument("--markdown", action="store_true", help="print the pivot as a Markdown table")
-            q.add_argument("--plot", type=Path, help="save the proxy-vs-target plot (PNG, SVG, PDF) here")
+            q.add_argument("--plot", type=Path, help="save the proxy-vs-target plot here (a .png, .svg or .pdf "
+                                                     "file); the report also writes results.csv and results.json")
     sub.add_parser("list", help="genotypes, baselines, tasks, datasets and presets")
     return p
 
@@ -94,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"run": _run, "status": _status, "report": _report, "list": _list}[args.command](args)
-    except StudyError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except StudyError as e:  # on one line, not clipped: it names the study's paths and what to do
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command again to continue", file=sys.stderr)
@@ -113,6 +118,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.launcher == "slurm" and not args.dry_run and importlib.util.find_spec("submitit") is None:
         raise StudyError("--launcher slurm needs submitit: pip install -c constraints.txt -e '.[slurm]'")
     files = plan.render(study)
+    plan.check_same(study)  # refused before the lock file is made; checked again under the lock
     with study_lock(study.out) as lock:
         plan.prepare(study, files)
         _say(f"study {study.out}: {len(study.rows)} rows x {len(study.tasks)} tasks = {len(study.cells)} cells")
@@ -143,11 +149,19 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    if args.plot and args.plot.suffix.lower() not in PLOT_FORMATS:
+        raise StudyError(f"--plot {args.plot}: name a {', '.join(PLOT_FORMATS)} file")
+    if args.plot and not args.plot.expanduser().parent.is_dir():
+        raise StudyError(f"--plot {args.plot}: no folder {args.plot.expanduser().parent}")
     study = plan.load_record(args.out)
     lines = results.collect(args.out, study)
     print(report.render(*report.pivot(lines, study), markdown=args.markdown))
+    try:  # a study run by Slurm jobs gets its results files here
+        results.write(args.out, lines)
+    except OSError as e:
+        print(f"results.csv not written: {problem(e)}", file=sys.stderr)
     if args.plot:
-        report.plot(lines, study, args.plot)
+        report.plot(lines, study, args.plot.expanduser())
         print(f"plot: {args.plot}")
     return 0
 
