@@ -119,22 +119,27 @@ def run_training(args: argparse.Namespace, defaults: Defaults, build_data: DataB
 
 def _settings(config: argparse.Namespace, defaults: Defaults, run: dict[str, Any],
               device: torch.device) -> argparse.Namespace:
-    """The settings of a new run (checked) or the saved ones of a resumed run; fills ``run['out']``."""
-    config = _resumed(config, run) if run["resume"] else _new(config, defaults, run, device)
+    """The checked settings of a new run or the saved ones of a resumed run; fills ``run['out']``."""
+    config = _resumed(config, run, device) if run["resume"] else _new(config, defaults, run, device)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if config.batch_size % world_size:
         raise TrainError(f"--batch-size {config.batch_size} does not split evenly over {world_size} processes")
     return config
 
 
-def _resumed(config: argparse.Namespace, run: dict[str, Any]) -> argparse.Namespace:
+def _resumed(config: argparse.Namespace, run: dict[str, Any], device: torch.device) -> argparse.Namespace:
     if run["out"] is None:
         raise TrainError("--resume needs --out RUN_FOLDER (the folder of the training to continue)")
     saved = prepare_run_dir(run["out"], resume=True)
     given = sorted(k for k, v in vars(config).items() if v is not None)
     if given:
         print(f"note: --resume uses the settings saved in {run['out']}; ignoring {', '.join(given)}", file=sys.stderr)
-    return argparse.Namespace(**saved)
+    resumed = argparse.Namespace(**saved)
+    try:
+        _check(resumed, device)  # a config.json edited by hand, or saved before a check existed
+    except TrainError as e:
+        raise TrainError(f"{run['out'] / CONFIG}: {e}") from None
+    return resumed
 
 
 def _new(config: argparse.Namespace, defaults: Defaults, run: dict[str, Any],
@@ -161,18 +166,24 @@ def _new(config: argparse.Namespace, defaults: Defaults, run: dict[str, Any],
 
 
 def _check(c: argparse.Namespace, device: torch.device) -> None:
-    """One-line errors for settings that cannot work."""
+    """One-line errors for settings that cannot work, before config.json is written (a run folder whose saved
+    settings fail would fail again on --resume)."""
     positive = {"--epochs": c.epochs, "--batch-size": c.batch_size, "--lr": c.lr, "--init-channels": c.init_channels,
                 "--layers": c.layers}
     for flag, value in positive.items():
         if value is not None and value <= 0:
             raise TrainError(f"{flag} must be > 0, got {value}")
-    if not 0 <= c.drop_path < 1:
-        raise TrainError(f"--drop-path must be in [0, 1), got {c.drop_path}")
-    if not 0 <= c.label_smoothing < 1:
-        raise TrainError(f"--label-smoothing must be in [0, 1), got {c.label_smoothing}")
-    if c.auxiliary_weight < 0 or c.grad_clip < 0 or c.warmup_epochs < 0 or c.workers < 0:
-        raise TrainError("--auxiliary-weight, --grad-clip, --warmup-epochs and --workers must be >= 0")
+    non_negative = {"--auxiliary-weight": c.auxiliary_weight, "--grad-clip": c.grad_clip, "--lr-min": c.lr_min,
+                    "--weight-decay": c.weight_decay, "--warmup-epochs": c.warmup_epochs, "--workers": c.workers}
+    for flag, value in non_negative.items():
+        if value < 0:
+            raise TrainError(f"{flag} must be >= 0, got {value}")
+    fractions = {"--drop-path": c.drop_path, "--label-smoothing": c.label_smoothing, "--momentum": c.momentum}
+    for flag, value in fractions.items():
+        if not 0 <= value < 1:
+            raise TrainError(f"{flag} must be in [0, 1), got {value}")
+    if not 0 <= c.seed < 2**32:  # numpy's seeds
+        raise TrainError(f"--seed must be in [0, 2**32), got {c.seed}")
     if c.amp and device.type != "cuda":
         raise TrainError("--amp needs a CUDA device")
     if not timm.is_model(c.model):
@@ -219,7 +230,8 @@ def _build_trainer(config: argparse.Namespace, out: Path, resume: bool, device: 
     kwargs = model_args(config, data.num_classes)
     model = timm.create_model(config.model, **kwargs)  # importing this package registered the DARTS models
     info = run_info(tool, config, kwargs, data) if ddp.main else {}
-    if ddp.main and not resume:
+    trainer = Trainer(config, out, model, kwargs, data, device, ddp, progress, info)
+    if ddp.main and not resume:  # once everything is built: a run folder holds only settings that work
         out.mkdir(parents=True, exist_ok=True)
         atomic_write(out / CONFIG, json.dumps(vars(config), indent=2) + "\n")
-    return Trainer(config, out, model, kwargs, data, device, ddp, progress, info)
+    return trainer

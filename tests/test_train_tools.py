@@ -20,9 +20,10 @@ import torch
 from datagen import write_cifar10, write_cifar100, write_imagenet_folder
 from kill_at import assert_log_replays, assert_no_file_lost, run_killed
 
+from backbones import train_cli
 from backbones.run_record import genotype_label
 from backbones.schedulers import PDartsLinearLRScheduler, create_lr_scheduler
-from backbones.training import AuxiliaryLoss, Trainer
+from backbones.training import AuxiliaryLoss, Trainer, TrainError
 from pdarts_wild.data import DataError, build_test_dataset
 from pdarts_wild.genotype import write_genotype_file
 from pdarts_wild.networks import NetworkCIFAR, count_parameters
@@ -381,6 +382,14 @@ def test_missing_cifar_without_network_says_where_to_put_files(tmp_path: Path, m
         ("imagenet", ["--auxiliary-weight", "0.4"], "add --auxiliary-weight 0"),
         ("imagenet", ["--data", "{tmp}/nothing"], "train/<class>/"),
         ("imagenet", ["--batch-size", "32"], "--batch-size 32 is more than the 24 training images"),
+        # settings that crashed only once config.json was written, and again on --resume
+        ("cifar", ["--momentum", "-1"], r"--momentum must be in \[0, 1\), got -1.0"),
+        ("cifar", ["--lr-min", "-1"], "--lr-min must be >= 0, got -1.0"),
+        ("cifar", ["--seed", "-1"], r"--seed must be in \[0, 2\*\*32\), got -1"),
+        ("cifar", ["--weight-decay", "-1"], "--weight-decay must be >= 0, got -1.0"),
+        ("cifar", ["--cutout", "-5"], r"--cutout must be >= 0 \(0 = off\), got -5"),
+        ("imagenet", ["--color-jitter", "0.4", "-1", "0.4", "0.2"], r"B, C, S >= 0 and H in \[0, 0.5\], got \[0.4, -1"),
+        ("imagenet", ["--color-jitter", "0.4", "0.4", "0.4", "0.6"], r"--color-jitter B C S H needs .*0.6\]"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(tool: str, args: list[str], message: str, tmp_path: Path,
@@ -393,6 +402,29 @@ def test_bad_input_gives_one_line_and_exit_2(tool: str, args: list[str], message
     assert main([*base, "--data", str(data), *out, *args]) == 2
     assert re.search(message, one_error_line(capsys))
     assert not (tmp_path / "x").exists()
+
+
+def test_a_run_that_cannot_start_leaves_no_run_folder(cifar_data: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """config.json is written once everything is built: a folder never holds settings that cannot start."""
+    def cannot_start(*args: object) -> None:
+        raise TrainError("cannot start")
+
+    monkeypatch.setattr(train_cli, "Trainer", cannot_start)
+    assert train_cifar.main([*CIFAR, "--data", str(cifar_data), "--out", str(tmp_path / "x")]) == 2
+    assert one_error_line(capsys) == "error: cannot start" and not (tmp_path / "x").exists()
+
+
+def test_resume_with_settings_that_cannot_work(cifar_run: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "edited"
+    out.mkdir()
+    config = json.loads((cifar_run / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "momentum": -1.0}))
+    assert train_cifar.main(["--resume", "--out", str(out)]) == 2
+    assert one_error_line(capsys) == f"error: {out / 'config.json'}: --momentum must be in [0, 1), got -1.0"
+    assert [p.name for p in out.iterdir()] == ["config.json"]
 
 
 def test_resume_of_nothing_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

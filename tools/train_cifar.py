@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from backbones.train_cli import Defaults, run_training, training_parser
-from backbones.training import Data
+from backbones.training import Data, TrainError
 from pdarts_wild.data import build_search_dataset, build_test_dataset
 from pdarts_wild.distributed import Distributed
 
@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_data(config: argparse.Namespace, ddp: Distributed) -> Data:
     """Training split with crop, flip and cutout; test split only normalised; loaders sharded under DDP."""
+    if config.cutout < 0:
+        raise TrainError(f"--cutout must be >= 0 (0 = off), got {config.cutout}")
     train, info = build_search_dataset(config.dataset, config.data, cutout=config.cutout)
     test, _ = build_test_dataset(config.dataset, config.data)
     return Data(_loader(train, config, ddp, True), _loader(test, config, ddp, False), info.num_classes,

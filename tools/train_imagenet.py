@@ -50,6 +50,9 @@ def build_data(config: argparse.Namespace, ddp: Distributed) -> Data:
         raise TrainError(f"--input-size must be a multiple of 32 (the network's total stride), got {size}")
     if config.auxiliary_weight > 0 and size not in AUX_SIZES:
         raise TrainError(f"the auxiliary head needs --input-size 224 or 256, got {size}: add --auxiliary-weight 0")
+    *bcs, hue = config.color_jitter
+    if min(bcs) < 0 or not 0 <= hue <= 0.5:  # torchvision's ColorJitter
+        raise TrainError(f"--color-jitter B C S H needs B, C, S >= 0 and H in [0, 0.5], got {config.color_jitter}")
     train_set, val_set = _datasets(Path(config.data).expanduser())
     loader_args = dict(input_size=(3, size, size), batch_size=config.batch_size // ddp.world_size,
                        interpolation="bilinear", crop_pct=CROP_PCT, num_workers=config.workers,
