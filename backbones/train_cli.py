@@ -107,7 +107,7 @@ def run_training(args: argparse.Namespace, defaults: Defaults, build_data: DataB
 
     def train() -> None:
         device = resolve_device(run["device"])
-        settings = _settings(config, defaults, run, device)
+        settings = _settings(config, defaults, run, device, tool)
         ddp = init_distributed(device)
         if ddp.world_size > 1:
             dist.barrier()  # every process has checked the run folder before the first one writes to it
@@ -117,20 +117,21 @@ def run_training(args: argparse.Namespace, defaults: Defaults, build_data: DataB
                     lambda: f"continue with the same command plus --resume --out {run['out']}")
 
 
-def _settings(config: argparse.Namespace, defaults: Defaults, run: dict[str, Any],
-              device: torch.device) -> argparse.Namespace:
+def _settings(config: argparse.Namespace, defaults: Defaults, run: dict[str, Any], device: torch.device,
+              tool: str) -> argparse.Namespace:
     """The checked settings of a new run or the saved ones of a resumed run; fills ``run['out']``."""
-    config = _resumed(config, run, device) if run["resume"] else _new(config, defaults, run, device)
+    config = _resumed(config, run, device, tool) if run["resume"] else _new(config, defaults, run, device, tool)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if config.batch_size % world_size:
         raise TrainError(f"--batch-size {config.batch_size} does not split evenly over {world_size} processes")
     return config
 
 
-def _resumed(config: argparse.Namespace, run: dict[str, Any], device: torch.device) -> argparse.Namespace:
+def _resumed(config: argparse.Namespace, run: dict[str, Any], device: torch.device, tool: str) -> argparse.Namespace:
     if run["out"] is None:
         raise TrainError("--resume needs --out RUN_FOLDER (the folder of the training to continue)")
-    saved = prepare_run_dir(run["out"], resume=True)
+    saved = prepare_run_dir(run["out"], True, tool, vars(config))
+    saved.pop("tool", None)
     given = sorted(k for k, v in vars(config).items() if v is not None)
     if given:
         print(f"note: --resume uses the settings saved in {run['out']}; ignoring {', '.join(given)}", file=sys.stderr)
@@ -142,8 +143,8 @@ def _resumed(config: argparse.Namespace, run: dict[str, Any], device: torch.devi
     return resumed
 
 
-def _new(config: argparse.Namespace, defaults: Defaults, run: dict[str, Any],
-         device: torch.device) -> argparse.Namespace:
+def _new(config: argparse.Namespace, defaults: Defaults, run: dict[str, Any], device: torch.device,
+         tool: str) -> argparse.Namespace:
     for key, value in defaults.items():  # --model is filled before the DARTS settings (dict order)
         if getattr(config, key) is None:
             if key in DARTS_DEFAULTS_IGNORED and config.model not in DARTS_MODELS:
@@ -161,7 +162,7 @@ def _new(config: argparse.Namespace, defaults: Defaults, run: dict[str, Any],
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise TrainError("under torchrun, give --out so that every process writes to the same folder")
         run["out"] = Path("runs") / f"{config.model}{label}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    prepare_run_dir(run["out"], resume=False)
+    prepare_run_dir(run["out"], False, tool, vars(config))
     return config
 
 
@@ -233,5 +234,5 @@ def _build_trainer(config: argparse.Namespace, out: Path, resume: bool, device: 
     trainer = Trainer(config, out, model, kwargs, data, device, ddp, progress, info)
     if ddp.main and not resume:  # once everything is built: a run folder holds only settings that work
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write(out / CONFIG, json.dumps(vars(config), indent=2) + "\n")
+        atomic_write(out / CONFIG, json.dumps({"tool": tool, **vars(config)}, indent=2) + "\n")
     return trainer

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Collection
 from typing import Any
 
 import torch
@@ -32,6 +34,7 @@ from tqdm import tqdm
 
 from pdarts_wild.networks import count_parameters
 from pdarts_wild.checkpoints import checkpoint_contents, load_weights, read_checkpoint
+from pdarts_wild.config import SearchConfig
 from pdarts_wild.messages import describe
 from pdarts_wild.distributed import Distributed
 from pdarts_wild.search import atomic_save, check_out_folder, rng_state, set_rng_state
@@ -51,26 +54,50 @@ class TrainError(Exception):
     """A problem with the settings, the run folder or the run itself; the message says how to fix it."""
 
 
-def prepare_run_dir(out: Path, resume: bool) -> dict[str, Any] | None:
-    """The saved settings when resuming, None for a new run; refuses folders that hold other results."""
+def prepare_run_dir(out: Path, resume: bool, tool: str, settings: Collection[str]) -> dict[str, Any] | None:
+    """The saved settings when resuming, None for a new run; refuses folders that hold other results, the run
+    folders of other tools among them. ``tool`` names the training tool, ``settings`` its settings' names."""
     check_out_folder(out)
     if (out / FINAL).exists():
         raise TrainError(f"{out} already holds a finished training ({FINAL}); choose another --out")
+    saved = _saved_settings(out) if (out / CONFIG).exists() else None
+    if saved is not None:
+        other = foreign_run(saved, tool, settings)
+        if other:
+            raise TrainError(f"{out} holds {other}, not a {tool} one; choose another --out")
     if resume:
-        if not (out / CONFIG).exists():
+        if saved is None:
             raise TrainError(f"nothing to resume in {out} (no {CONFIG}); start a new training without --resume")
-        try:
-            saved = json.loads((out / CONFIG).read_text())
-        except ValueError as e:  # not JSON, not text
-            raise TrainError(f"{out / CONFIG} holds no usable training settings ({describe(e)})") from None
-        if not isinstance(saved, dict):
-            raise TrainError(f"{out / CONFIG} holds no usable training settings (not a JSON object)")
         return saved
-    if (out / CONFIG).exists():
+    if saved is not None:
         raise TrainError(f"{out} holds an unfinished training: add --resume to continue it, or choose another --out")
     if out.exists() and any(out.iterdir()):
         raise TrainError(f"{out} is not empty and holds no pdarts-wild training; choose another --out")
     return None
+
+
+def _saved_settings(out: Path) -> dict[str, Any]:
+    try:
+        saved = json.loads((out / CONFIG).read_text())
+    except ValueError as e:  # not JSON, not text
+        raise TrainError(f"{out / CONFIG} holds no usable training settings ({describe(e)})") from None
+    if not isinstance(saved, dict):
+        raise TrainError(f"{out / CONFIG} holds no usable training settings (not a JSON object)")
+    return saved
+
+
+def foreign_run(saved: dict[str, Any], tool: str, settings: Collection[str]) -> str | None:
+    """What run of another tool a config.json holds ('a train_imagenet run', 'a search run'); None for ``tool``'s
+    own. Told by the 'tool' it records, or, in folders written before it was recorded, by settings that ``tool``
+    lacks (its older runs may lack newer settings)."""
+    recorded = saved.get("tool")
+    if recorded == tool or (recorded is None and set(saved) <= set(settings)):
+        return None
+    if recorded is not None:
+        return f"a {recorded} run"
+    if set(saved) <= {f.name for f in dataclasses.fields(SearchConfig)}:
+        return "a search run"
+    return "another tool's run"
 
 
 def split_output(output: Any) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -3,6 +3,7 @@ resume, timm loading, plain timm models as baselines, torchrun DDP and bad input
 auxiliary loss and run-folder names as units."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -23,7 +24,8 @@ from kill_at import assert_log_replays, assert_no_file_lost, run_killed
 from backbones import train_cli
 from backbones.run_record import genotype_label
 from backbones.schedulers import PDartsLinearLRScheduler, create_lr_scheduler
-from backbones.training import AuxiliaryLoss, Trainer, TrainError
+from backbones.training import AuxiliaryLoss, Trainer, TrainError, foreign_run
+from pdarts_wild.config import SearchConfig
 from pdarts_wild.data import DataError, build_test_dataset
 from pdarts_wild.genotype import write_genotype_file
 from pdarts_wild.networks import NetworkCIFAR, count_parameters
@@ -425,6 +427,34 @@ def test_resume_with_settings_that_cannot_work(cifar_run: Path, tmp_path: Path,
     assert train_cifar.main(["--resume", "--out", str(out)]) == 2
     assert one_error_line(capsys) == f"error: {out / 'config.json'}: --momentum must be in [0, 1), got -1.0"
     assert [p.name for p in out.iterdir()] == ["config.json"]
+
+
+@pytest.mark.parametrize("tool, written_by, other", [
+    ("imagenet", "train_cifar", "a train_cifar run"),
+    ("imagenet", "train_cifar before runs recorded their tool", "another tool's run"),
+    ("cifar", "search", "a search run"),
+])
+def test_run_folder_of_another_tool_is_refused(tool: str, written_by: str, other: str, cifar_run: Path,
+                                               tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Neither resumed (the other tool's settings do not fit) nor offered to be resumed."""
+    config = json.loads((cifar_run / "config.json").read_text())
+    assert config["tool"] == "train_cifar"
+    if written_by != "train_cifar":
+        del config["tool"]
+        # its own older runs, which may lack newer settings, still resume
+        assert foreign_run({k: v for k, v in config.items() if k != "compile"}, "train_cifar",
+                           vars(train_cifar.build_parser().parse_args([]))) is None
+    if written_by == "search":
+        config = dataclasses.asdict(SearchConfig())
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text(written := json.dumps(config))
+    main, name = (train_cifar.main, "train_cifar") if tool == "cifar" else (train_imagenet.main, "train_imagenet")
+    for resume in (["--resume"], []):
+        assert main([*BASE, *resume, "--out", str(out)]) == 2
+        assert one_error_line(capsys) == f"error: {out} holds {other}, not a {name} one; choose another --out"
+    assert [p.name for p in out.iterdir()] == ["config.json"]
+    assert (out / "config.json").read_text() == written
 
 
 def test_resume_of_nothing_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
