@@ -109,13 +109,23 @@ def atomic_save(obj: Any, path: Path) -> None:
 
 
 def resolve_device(name: str | None) -> torch.device:
-    """``cuda`` (the local rank's GPU under torchrun) when available, else ``cpu``; or the one named."""
+    """``cuda`` (the local rank's GPU under torchrun) when available, else ``cpu``; or the one named (cpu, cuda,
+    cuda:N; torch's other device types are not supported)."""
     if name is None:
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+        supported = device.type in ("cpu", "cuda")
+    except RuntimeError:  # not a device string; torch's message lists all of its device types
+        supported = False
+    if not supported:
+        raise SearchError(f"--device {name!r} is not one of cpu, cuda, cuda:N")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise SearchError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SearchError(f"--device {name}: PyTorch sees {torch.cuda.device_count()} GPU(s), cuda:0 to "
+                              f"cuda:{torch.cuda.device_count() - 1}")
         if device.index is None:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)

@@ -177,6 +177,22 @@ def test_out_where_a_file_is(where: str, tmp_path: Path, capsys: pytest.CaptureF
     assert taken.read_text() == "keep me\n"
 
 
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "mps"])
+def test_device_that_is_not_one(device: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for main, args in ((search_tool.main, SEARCH), (train_cifar.main, TRAIN)):
+        assert main([*args, "--device", device, "--out", str(tmp_path / "x")]) == 2
+        assert error_line(capsys) == f"error: --device {device!r} is not one of cpu, cuda, cuda:N"
+    assert not (tmp_path / "x").exists()
+
+
+def test_device_beyond_the_visible_gpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert train_cifar.main([*TRAIN, "--device", "cuda:2", "--out", str(tmp_path / "x")]) == 2
+    assert error_line(capsys) == "error: --device cuda:2: PyTorch sees 2 GPU(s), cuda:0 to cuda:1"
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_out_in_a_read_only_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     locked = tmp_path / "locked"
