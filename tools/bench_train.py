@@ -2,7 +2,8 @@
 """Training throughput of the evaluation networks with and without the speed options (issue 8).
 
 One training step is what tools/train_cifar.py / train_imagenet.py do per batch: forward in train
-mode (with the auxiliary head, weight 0.4), cross-entropy, backward, SGD step. Each variant is one
+mode (with the auxiliary head, weight 0.4, for the DARTS-family models; any other timm model, such as
+resnet18, as the tools build it: its defaults), cross-entropy, backward, SGD step. Each variant is one
 combination of the options the training tools offer, measured in a fresh process on the same
 random batch; every variant is compared with "plain" (NCHW, float32, eager):
 
@@ -35,9 +36,10 @@ import torch
 from torch import nn
 
 import backbones  # noqa: F401  (registers the DARTS-family timm models)
+from backbones.timm_pdarts import MODEL_NAMES as DARTS_MODELS
 from backbones.training import AuxiliaryLoss
 from benchmarks.measure import BenchError, device_name, format_table, in_child, int_at_least, progress, timed_steps
-from pdarts_wild.messages import unknown_name
+from pdarts_wild.messages import describe, unknown_name
 from pdarts_wild.search import run_tool
 from pdarts_wild.zoo import LISTING
 
@@ -67,17 +69,34 @@ def variant_options(variant: str) -> set[str]:
     return options
 
 
+def build_model(model_name: str, settings: Settings) -> tuple[nn.Module, int]:
+    """The model as the training tools build it (the DARTS family with its auxiliary head and --channels /
+    --layers, other timm models with their defaults), and the image size: --image-size or the model's own."""
+    sizes = {k: v for k, v in (("C", settings.channels), ("layers", settings.layers)) if v is not None}
+    model = timm.create_model(model_name, **({"auxiliary": True, **sizes} if model_name in DARTS_MODELS else {}))
+    return model, settings.image_size or model.pretrained_cfg["input_size"][-1]
+
+
+def check_model(model_name: str, settings: Settings) -> None:
+    """One forward on the meta device (nothing allocated or computed): an image size the network cannot take
+    is one error line here, not a traceback from the measuring process."""
+    with torch.device("meta"):
+        model, size = build_model(model_name, settings)
+        try:
+            model.train()(torch.empty(2, 3, size, size))
+        except (ValueError, RuntimeError) as e:
+            raise BenchError(f"{model_name} cannot train at --image-size {size}: {describe(e)}") from None
+
+
 def measure(model_name: str, variant: str, settings: Settings) -> dict[str, float]:
     """Median training step, images/s and peak memory of ``model_name`` with ``variant``'s options."""
     torch.set_num_threads(settings.threads)
     torch.manual_seed(0)
     device = torch.device(settings.device)
     options = variant_options(variant)
-    sizes = {k: v for k, v in (("C", settings.channels), ("layers", settings.layers)) if v is not None}
-    model = timm.create_model(model_name, auxiliary=True, **sizes)
+    model, size = build_model(model_name, settings)
     fmt = torch.channels_last if "channels-last" in options else torch.contiguous_format
     model = model.to(device, memory_format=fmt).train()
-    size = settings.image_size or model.pretrained_cfg["input_size"][-1]
     x = torch.randn(settings.batch, 3, size, size, device=device).to(memory_format=fmt)
     y = torch.randint(0, model.num_classes, (settings.batch,), device=device)
     forward: nn.Module = torch.compile(model) if "compile" in options else model
@@ -146,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
             raise BenchError("--models: give at least one model name")
         if unknown:
             raise BenchError(unknown_name("model", unknown[0], timm.list_models("*darts*"), LISTING))
+        plain = [m for m in models if m not in DARTS_MODELS]
+        if plain and (args.channels or args.layers):
+            raise BenchError(f"--channels and --layers only apply to the DARTS-family models (pdarts_c10, ...): "
+                             f"{plain[0]} is a plain timm model")
         variants = [v.strip() for v in args.variants.split(",") if v.strip()]
         for variant in variants:
             if "amp" in variant_options(variant) and args.device != "cuda":
@@ -154,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             raise BenchError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu")
         settings = Settings(args.device, args.batch, args.image_size, args.channels, args.layers, args.threads,
                             args.warmup, args.steps)
+        for model_name in models:
+            check_model(model_name, settings)
         results = run_benchmark(models, variants, settings)
         print(f"device {device_name(args.device)} | torch {torch.__version__} | threads {args.threads} | batch "
               f"{args.batch} | {args.warmup} warm-up + {args.steps} timed steps (median)")
