@@ -225,7 +225,7 @@ def _build_trainer(config: argparse.Namespace, out: Path, resume: bool, device: 
                    build_data: DataBuilder, progress: bool | None, tool: str) -> Trainer:
     random_seed(config.seed, ddp.rank)
     data = build_data(config, ddp)
-    if len(data.train) == 0:  # timm's training loader drops the last, incomplete batch
+    if len(data.train) == 0:  # both tools' training loaders drop the last, incomplete batch
         raise TrainError(f"--batch-size {config.batch_size} is more than the {len(data.train.dataset)} training images "
                          "(the last incomplete batch is dropped): lower --batch-size")
     kwargs = model_args(config, data.num_classes)

@@ -174,6 +174,15 @@ def test_killed_at_any_moment_resumes_bit_identical(cifar_data: Path, cifar_run:
         ["epoch 2/6", "epoch 4/6", "the end: writing the final weights"]
 
 
+def test_cifar_drops_the_last_incomplete_batch(cifar_data: Path, tmp_path: Path) -> None:
+    """64 images in batches of 63: one step per epoch, never a last batch of one image (BatchNorm in the auxiliary
+    head cannot train on it)."""
+    out = tmp_path / "run"
+    assert train_cifar.main([*CIFAR, "--epochs", "1", "--batch-size", "63", "--data", str(cifar_data),
+                             "--out", str(out)]) == 0
+    assert load(out / "checkpoint.pt")["step"] == 1
+
+
 def test_cifar100_picks_its_network(tmp_path: Path) -> None:
     data = write_cifar100(tmp_path / "data", n_train=32, n_test=16)
     out = tmp_path / "c100"
@@ -384,6 +393,7 @@ def test_missing_cifar_without_network_says_where_to_put_files(tmp_path: Path, m
         ("imagenet", ["--auxiliary-weight", "0.4"], "add --auxiliary-weight 0"),
         ("imagenet", ["--data", "{tmp}/nothing"], "train/<class>/"),
         ("imagenet", ["--batch-size", "32"], "--batch-size 32 is more than the 24 training images"),
+        ("cifar", ["--batch-size", "65"], "--batch-size 65 is more than the 64 training images"),
         # settings that crashed only once config.json was written, and again on --resume
         ("cifar", ["--momentum", "-1"], r"--momentum must be in \[0, 1\), got -1.0"),
         ("cifar", ["--lr-min", "-1"], "--lr-min must be >= 0, got -1.0"),
