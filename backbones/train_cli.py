@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 from timm.utils import random_seed
 
+from pdarts_wild.cli import ToolParser
 from pdarts_wild.data import DataError
 from pdarts_wild.files import atomic_write
 from pdarts_wild.genotype import GenotypeError
@@ -45,7 +46,7 @@ Defaults = dict[str, Any]
 
 def training_parser(prog: str, doc: str | None, defaults: Defaults) -> argparse.ArgumentParser:
     """A parser with the flags both tools share, all None when left out (``defaults`` only shows in the help)."""
-    p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = ToolParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Settings left out take the papers' values shown above.")
     d = {k: v.__doc__ if callable(v) else v for k, v in defaults.items()}
     run = p.add_argument_group("run")

@@ -96,6 +96,7 @@ from benchmarks.measure import (
     timed_steps,
 )
 from pdarts_wild.architect import Architect
+from pdarts_wild.cli import ToolParser
 from pdarts_wild.compiling import BACKENDS, compile_cells, step_marker
 from pdarts_wild.config import SearchConfig, resolve_config
 from pdarts_wild.ops import UniformMaskDropout
@@ -506,7 +507,7 @@ def variant_names(text: str, device: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tools/bench_search.py", description=__doc__,
+    p = ToolParser(prog="tools/bench_search.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated configs (default: all: {','.join(CONFIGS)})")
     p.add_argument("--variants", default="eager",

@@ -39,6 +39,7 @@ import backbones  # noqa: F401  (registers the DARTS-family timm models)
 from backbones.timm_pdarts import MODEL_NAMES as DARTS_MODELS
 from backbones.training import AuxiliaryLoss
 from benchmarks.measure import BenchError, device_name, format_table, in_child, int_at_least, progress, timed_steps
+from pdarts_wild.cli import ToolParser
 from pdarts_wild.messages import describe, unknown_name
 from pdarts_wild.search import run_tool
 from pdarts_wild.zoo import LISTING
@@ -137,7 +138,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tools/bench_train.py", description=__doc__,
+    p = ToolParser(prog="tools/bench_train.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="pdarts_c10", help="comma-separated timm model names (default: pdarts_c10)")
     p.add_argument("--variants", default="plain,channels-last",

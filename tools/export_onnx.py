@@ -33,6 +33,7 @@ from torch import nn
 
 from backbones.timm_pdarts import MODEL_NAMES, checkpoint_filter_fn
 from pdarts_wild.checkpoints import checkpoint_contents, load_weights, read_checkpoint
+from pdarts_wild.cli import ToolParser
 from pdarts_wild.files import atomic_write
 from pdarts_wild.genotype import GenotypeError
 from pdarts_wild.messages import unknown_name
@@ -112,7 +113,7 @@ def compare_with_onnxruntime(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ToolParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="registered model name, or a genotype (with --net)")
     parser.add_argument("--out", required=True, help="the .onnx file to write")
     parser.add_argument("--net", choices=sorted(NET_MODELS), help="network for a genotype: cifar or imagenet (mobile)")

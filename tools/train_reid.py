@@ -56,6 +56,7 @@ from backbones.torchreid_engines import SoftmaxEngine, TripletEngine
 from backbones.torchreid_pdarts import MODEL_FACTORY, MODEL_GENOTYPES, ReIDModelError, build_baseline
 from pdarts_wild.checkpoints import (CheckpointError, checkpoint_contents, our_key_layout, read_checkpoint,
                                      weights_mismatch, without_heads)
+from pdarts_wild.cli import ToolParser
 from pdarts_wild.genotype import GenotypeError
 from pdarts_wild.messages import closest, describe, unknown_name
 from pdarts_wild.search import run_tool
@@ -477,7 +478,7 @@ class Tee:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tools/train_reid.py", description=__doc__,
+    p = ToolParser(prog="tools/train_reid.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path, required=True, help="torchreid YAML config (reid_configs/*.yaml)")
     p.add_argument("--root", help="folder holding the datasets (data.root)")

@@ -27,6 +27,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from pdarts_wild.cli import ToolParser
 from pdarts_wild.messages import problem
 from pdarts_wild.zoo import available_genotypes
 from studies import plan, report, results
@@ -40,7 +41,7 @@ PLOT_FORMATS = (".png", ".svg", ".pdf")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tools/transfer.py", description=__doc__,
+    p = ToolParser(prog="tools/transfer.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="{run,status,report,list}")
     run = sub.add_parser("run", help="run (or continue) a study", description=__doc__,

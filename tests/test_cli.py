@@ -1,0 +1,53 @@
+"""The tools' argument parser: a command-line mistake is one ``error:`` line with the closest names, exit code 2."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from pdarts_wild.cli import ToolParser
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import transfer  # noqa: E402  (tools/transfer.py)
+import train_cifar  # noqa: E402  (tools/train_cifar.py)
+
+
+def parser() -> ToolParser:
+    p = ToolParser(prog="tools/x.py")
+    p.add_argument("--algorithm", choices=("darts", "pdarts", "pc-darts"), default="pdarts")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--lr", type=float, default=0.1)
+    commands = p.add_subparsers(dest="command")
+    commands.add_parser("run").add_argument("--out", required=True)
+    return p
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--algorithm", "pdart"], "argument --algorithm: invalid choice 'pdart' (closest: pdarts, darts, pc-darts; all: "
+                               "tools/x.py --help)"),
+    (["--lrr=3"], "unrecognized arguments: --lrr=3 (closest: --lr; all: tools/x.py --help)"),
+    (["--epochs", "ten"], "argument --epochs: invalid int value: 'ten' (see tools/x.py --help)"),
+    (["runn"], "argument command: invalid choice 'runn' (closest: run; all: tools/x.py --help)"),
+    (["run"], "the following arguments are required: --out (see tools/x.py run --help)"),
+], ids=["choice", "option", "value", "subcommand", "required"])
+def test_a_mistake_is_one_error_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        parser().parse_args(argv)
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_the_tools_use_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """Two tools (a study's sub-command, a training tool through backbones.train_cli): the line, no usage dump."""
+    for main, argv, message in [
+        (transfer.main, ["run", "--tasks", "cifar10", "--out", "x", "--preset", "tiy"],
+         "argument --preset: invalid choice 'tiy' (closest: tiny; all: tools/transfer.py run --help)"),
+        (train_cifar.main, ["--dataset", "cifar11"],
+         "argument --dataset: invalid choice 'cifar11' (closest: cifar10, cifar100; all: tools/train_cifar.py --help)"),
+    ]:
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        assert stop.value.code == 2
+        assert capsys.readouterr().err == f"error: {message}\n"
