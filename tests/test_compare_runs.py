@@ -1,8 +1,10 @@
 """tools/compare_runs.py on real tiny searches and hand-made records: every number checked independently."""
 from __future__ import annotations
 
+import errno
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from pdarts_wild import files
 from pdarts_wild.genotype import Genotype, genotype_record, write_genotype_file
 from pdarts_wild.nb201 import NB201Arch, NetworkNB201
 from pdarts_wild.networks import NetworkCIFAR, count_parameters
@@ -193,3 +196,46 @@ def test_command_line_error(tmp_path: Path) -> None:
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == f"error: {tmp_path} holds no genotype.json (is it a finished search's run folder?)\n"
+
+
+@pytest.mark.parametrize("option, name", [
+    ("--json", "genotype.json"), ("--json", "genotype.txt"), ("--json", "config.json"), ("--json", "checkpoint.pt"),
+    ("--json", "search.log"), ("--plot", "alphas.png"), ("--plot", "cell_normal.svg")])
+def test_outputs_never_replace_a_runs_files(option: str, name: str, real_run: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)  # short paths: the whole line is checked
+    run = Path("run")
+    shutil.copytree(real_run, run)
+    before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    code, out, err = run_tool(real_run, run, option, run / name, capsys=capsys)
+    assert code == 2 and out == ""  # refused before the report
+    assert err == (f"error: {option} {run / name} exists and is no earlier {option} output of compare_runs; "
+                   "not replaced, choose another file\n")
+    assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before
+
+
+def test_a_rerun_replaces_its_own_earlier_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_a, run_b = write_run(tmp_path / "a", GENOTYPE_A), write_run(tmp_path / "b", GENOTYPE_B)
+    numbers, plot = tmp_path / "cmp.json", tmp_path / "cmp.svg"
+    assert run_tool(run_a, run_b, "--json", numbers, "--plot", plot, capsys=capsys)[0] == 0
+    assert compare_runs.PLOT_MARK in plot.read_text() and str(run_b) in plot.read_text()
+    code, _, err = run_tool(run_a, "--json", numbers, "--plot", plot, capsys=capsys)
+    assert code == 0, err
+    assert json.loads(numbers.read_text())["agreement"]["labels"] == [str(run_a)]
+    assert str(run_b) not in plot.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "cmp.json", "cmp.svg"]  # no temporary file left
+
+
+@pytest.mark.parametrize("option, name", [("--json", "cmp.json"), ("--plot", "cmp.png")])
+def test_a_failed_write_keeps_the_earlier_output(option: str, name: str, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    run_a, run_b = write_run(tmp_path / "a", GENOTYPE_A), write_run(tmp_path / "b", GENOTYPE_B)
+    output = tmp_path / name
+    assert run_tool(run_a, option, output, capsys=capsys)[0] == 0
+    earlier = output.read_bytes()
+    monkeypatch.setattr(files.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left")))
+    code, _, err = run_tool(run_a, run_b, option, output, capsys=capsys)
+    assert code == 2 and err.startswith(f"error: {output}: not written (No space left)") and err.count("\n") == 1
+    assert output.read_bytes() == earlier
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", name]

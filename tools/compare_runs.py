@@ -25,6 +25,12 @@ Runs of the NAS-Bench-201 space and of the DARTS spaces cannot be mixed in one c
 
 Below the table: each run's genotype, the choices all runs share (per cell), and the Jaccard matrix.
 
+--json and --plot never replace a file they did not write: an existing file there is refused (a run's
+genotype.json, config.json, checkpoint.pt or cell picture, say) unless it is an earlier --json output
+(a JSON object of runs, agreement, shared and choice_counts) or an earlier --plot (its metadata title
+reads "pdarts-wild tools/compare_runs.py"). Both are checked before anything is computed and written
+to a temporary file that is then renamed, so a failed write leaves any earlier file intact.
+
 Examples:
   tools/compare_runs.py runs/seed1 runs/seed2 runs/seed3
   tools/compare_runs.py runs/* --markdown --plot compare.png --json compare.json
@@ -33,6 +39,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import io
 import itertools
 import json
 import math
@@ -44,6 +51,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from pdarts_wild.data import DATASETS, dataset_info
+from pdarts_wild.files import atomic_write
 from pdarts_wild.genotype import Genotype, GenotypeError, read_genotype_file
 from pdarts_wild.nb201 import NB201_NODES, NB201Arch, NetworkNB201
 from pdarts_wild.networks import NetworkCIFAR, count_parameters
@@ -55,6 +63,9 @@ Arch = Genotype | NB201Arch  # a DARTS-family genotype (two cell types) or a NAS
 Choice = tuple[str, int, int, str]  # (cell, node, input state, op)
 (NB201_CELL,) = SPACES["nb201"].cell_types  # the cell type the nb201 alphas are stored under
 NETWORKS = {"darts": "CIFAR-10 36ch 20 cells", "nb201": "NAS-Bench-201 16ch 5 cells/stage"}  # plot titles
+JSON_KEYS = {"runs", "agreement", "shared", "choice_counts"}  # what --json writes: marks a file a rerun may replace
+PLOT_MARK = "pdarts-wild tools/compare_runs.py"  # the --plot metadata title: marks a file a rerun may replace
+MAX_OUTPUT_BYTES = 1 << 24  # a larger file is no output of ours (a plot is ~100 kB): not even read
 
 
 class CompareError(ValueError):
@@ -276,7 +287,7 @@ def write_json(path: Path, runs: Sequence[RunSummary], sets: Sequence[set[Choice
         "choice_counts": [{"cell": c[0], "node": c[1], "input": c[2], "op": c[3], "runs": n}
                           for c, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))],
     }
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    atomic_write(path, json.dumps(data, indent=2) + "\n")
 
 
 def write_plot(path: Path, runs: Sequence[RunSummary], agreement: Sequence[Sequence[float]]) -> None:
@@ -312,8 +323,33 @@ def write_plot(path: Path, runs: Sequence[RunSummary], agreement: Sequence[Seque
         ax[1, 1].text(j, i, f"{agreement[i][j]:.2f}", ha="center", va="center", color=colour)
     fig.colorbar(image, ax=ax[1, 1])
     fig.suptitle("runs: " + ", ".join(f"{n} = {r.label}" for n, r in zip(names, runs)), fontsize=9)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    image_file = io.BytesIO()
+    fig.savefig(image_file, format=path.suffix[1:].lower(), dpi=120, metadata={"Title": PLOT_MARK})
+    atomic_write(path, image_file.getvalue())
+
+
+def earlier_output(path: Path, option: str) -> bool:
+    """Whether the regular file ``path`` holds what ``option`` (--json or --plot) writes, so a rerun may replace it."""
+    if path.stat().st_size > MAX_OUTPUT_BYTES:
+        return False
+    data = path.read_bytes()
+    if option == "--plot":
+        return PLOT_MARK.encode() in data
+    try:
+        record = json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(record, dict) and set(record) == JSON_KEYS
+
+
+def check_output(path: Path | None, option: str) -> None:
+    """A CompareError, before anything is computed, for an output that would replace a file ``option`` did not write
+    (a run's genotype.json, say: the search result would be lost for good)."""
+    if path is None:
+        return
+    if path.exists() and not (path.is_file() and earlier_output(path, option)):
+        raise CompareError(f"{option} {path} exists and is no earlier {option} output of compare_runs; "
+                           "not replaced, choose another file")
 
 
 # ------------------------------------------------------------------------------------------ command line
@@ -323,8 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tools/compare_runs.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="search run folders (or genotype.json files)")
-    p.add_argument("--plot", type=Path, metavar="FILE.png", help="write bar charts and the agreement heatmap here")
-    p.add_argument("--json", type=Path, metavar="FILE", help="write all numbers as JSON here")
+    p.add_argument("--plot", type=Path, metavar="FILE.png",
+                   help="write bar charts and the agreement heatmap here (new file or an earlier --plot)")
+    p.add_argument("--json", type=Path, metavar="FILE",
+                   help="write all numbers as JSON here (new file or an earlier --json)")
     p.add_argument("--markdown", action="store_true", help="print Markdown tables instead of plain text")
     return p
 
@@ -333,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def compare() -> None:
+        check_output(args.json, "--json")
+        check_output(args.plot, "--plot")
         summaries = [summarize(run) for run in args.runs]
         runs = [s for s, _ in summaries]
         check_one_space_family(runs)
