@@ -239,3 +239,21 @@ def test_a_failed_write_keeps_the_earlier_output(option: str, name: str, tmp_pat
     assert code == 2 and err.startswith(f"error: {output}: not written (No space left)") and err.count("\n") == 1
     assert output.read_bytes() == earlier
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", name]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--plot", "cmp.json"], "--plot cmp.json: the file name must end in .png, .svg, .pdf"),
+    (["--plot", "cmp"], "--plot cmp: the file name must end in .png, .svg, .pdf"),
+    (["--plot", "new/cmp.png"], "--plot new/cmp.png: no folder new"),
+    (["--json", "new/cmp.json"], "--json new/cmp.json: no folder new"),
+    (["--json", "a"], "--json a exists and is no earlier --json output of compare_runs; not replaced, choose another file"),
+    (["--json", "cmp.png", "--plot", "./cmp.png"], "--json and --plot name the same file cmp.png"),
+], ids=["plot-json", "plot-no-suffix", "plot-no-folder", "json-no-folder", "json-a-folder", "same-file"])
+def test_outputs_that_cannot_be_written_are_refused_before_the_report(
+        args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_run(Path("a"), GENOTYPE_A)
+    code, out, err = run_tool("a", *args, capsys=capsys)
+    assert code == 2 and out == "" and err == f"error: {message}\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["a"]

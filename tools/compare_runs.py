@@ -65,6 +65,7 @@ Choice = tuple[str, int, int, str]  # (cell, node, input state, op)
 NETWORKS = {"darts": "CIFAR-10 36ch 20 cells", "nb201": "NAS-Bench-201 16ch 5 cells/stage"}  # plot titles
 JSON_KEYS = {"runs", "agreement", "shared", "choice_counts"}  # what --json writes: marks a file a rerun may replace
 PLOT_MARK = "pdarts-wild tools/compare_runs.py"  # the --plot metadata title: marks a file a rerun may replace
+PLOT_FORMATS = (".png", ".svg", ".pdf")
 MAX_OUTPUT_BYTES = 1 << 24  # a larger file is no output of ours (a plot is ~100 kB): not even read
 
 
@@ -343,10 +344,15 @@ def earlier_output(path: Path, option: str) -> bool:
 
 
 def check_output(path: Path | None, option: str) -> None:
-    """A CompareError, before anything is computed, for an output that would replace a file ``option`` did not write
-    (a run's genotype.json, say: the search result would be lost for good)."""
+    """A CompareError, before anything is computed, for an output ``option`` cannot write (a plot format matplotlib
+    does not know, no such folder), or that would replace a file it did not write (a run's genotype.json, say: the
+    search result would be lost for good)."""
     if path is None:
         return
+    if option == "--plot" and path.suffix.lower() not in PLOT_FORMATS:
+        raise CompareError(f"--plot {path}: the file name must end in {', '.join(PLOT_FORMATS)}")
+    if not path.parent.is_dir():
+        raise CompareError(f"{option} {path}: no folder {path.parent}")
     if path.exists() and not (path.is_file() and earlier_output(path, option)):
         raise CompareError(f"{option} {path} exists and is no earlier {option} output of compare_runs; "
                            "not replaced, choose another file")
@@ -360,9 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="search run folders (or genotype.json files)")
     p.add_argument("--plot", type=Path, metavar="FILE.png",
-                   help="write bar charts and the agreement heatmap here (new file or an earlier --plot)")
+                   help="write bar charts and the agreement heatmap here, as .png, .svg or .pdf (new file or an "
+                        "earlier --plot; its folder must exist)")
     p.add_argument("--json", type=Path, metavar="FILE",
-                   help="write all numbers as JSON here (new file or an earlier --json)")
+                   help="write all numbers as JSON here (new file or an earlier --json; its folder must exist)")
     p.add_argument("--markdown", action="store_true", help="print Markdown tables instead of plain text")
     return p
 
@@ -373,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     def compare() -> None:
         check_output(args.json, "--json")
         check_output(args.plot, "--plot")
+        if args.json and args.plot and args.json.resolve() == args.plot.resolve():
+            raise CompareError(f"--json and --plot name the same file {args.json}")
         summaries = [summarize(run) for run in args.runs]
         runs = [s for s, _ in summaries]
         check_one_space_family(runs)
