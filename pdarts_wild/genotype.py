@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
@@ -225,6 +226,13 @@ def genotype_from_record(record: Mapping[str, Any], known_ops: Iterable[str] | N
 EdgeWeights = Sequence[Mapping[str, float]]
 
 
+def check_finite(edge: int, weights: Iterable[float]) -> None:
+    """A GenotypeError when an op weight of ``edge`` is NaN or infinite (a diverged search): no comparison picks an
+    op by it, so a derivation would make one up or find none."""
+    if not all(math.isfinite(w) for w in weights):
+        raise GenotypeError(f"edge {edge} has op weights that are not finite (the search diverged)")
+
+
 def derive_darts_cell(weights: EdgeWeights, steps: int = 4, edge_scale: Sequence[float] | None = None) -> tuple[Pair, ...]:
     """The DARTS rule for one cell type.
 
@@ -242,6 +250,7 @@ def derive_darts_cell(weights: EdgeWeights, steps: int = 4, edge_scale: Sequence
             ops = [(w * scale, op) for op, w in weights[e].items() if op != "none"]
             if not ops:
                 raise GenotypeError(f"edge {e} holds no operation other than 'none'")
+            check_finite(e, [w for w, _ in ops])
             top = max(w for w, _ in ops)
             best.append((top, inputs[e][1], next(op for w, op in ops if w == top)))
         best.sort(key=lambda item: -item[0])  # stable: ties keep the lower input first

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import random
 import sys
@@ -380,6 +381,7 @@ class Search:
         img_per_s = (samples - compiling.images * self.ddp.world_size) / max(train_s, 1e-9)  # steps that compiled nothing
         validate = c.valid_last is None or e >= stage.epochs - c.valid_last
         valid_loss, valid_acc = self._validate(s, state, compiling) if validate else (None, None)
+        self._check_finite(s, e, {"train loss": train_loss, "arch loss": arch_loss, "valid loss": valid_loss})
         record = {"stage": s + 1, "epoch": e + 1, "lr": lr, "skip_dropout": p_skip, "drop_path": p_drop,
                   "train_loss": train_loss, "train_acc": train_acc, "arch_loss": arch_loss if train_arch else None,
                   "valid_loss": valid_loss, "valid_acc": valid_acc, "img_per_s": img_per_s}
@@ -400,6 +402,17 @@ class Search:
                  e + 1, stage.epochs, lr, p_skip, drop, train_loss, 100 * train_acc, valid, record["img_per_s"], notes)
         if self.writer is not None:
             log_epoch_scalars(self.writer, record, self.model, self.space, state["step"])
+
+    def _check_finite(self, stage: int, epoch: int, losses: dict[str, float | None]) -> None:
+        """Stop a diverged search before its epoch is checkpointed: NaN or infinite losses or alphas would go on
+        to a made-up genotype. Every process sees the same summed losses and alphas, so all stop together."""
+        bad = [f"{name} {value}" for name, value in losses.items() if value is not None and not math.isfinite(value)]
+        if not all(bool(torch.isfinite(alpha).all()) for alpha in self.model.arch_parameters()):
+            bad.append("alphas not finite")
+        if bad:
+            c = self.config
+            raise SearchError(f"stage {stage + 1} epoch {epoch + 1}: the search diverged ({', '.join(bad)}); search "
+                              f"again with a lower --lr (was {c.lr:g}) or --arch-lr (was {c.arch_lr:g})")
 
     # -------------------------------------------------------------------------------------- time left
 

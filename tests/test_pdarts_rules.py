@@ -7,7 +7,7 @@ import math
 import pytest
 
 from pdarts_wild.config import ConfigError, resolve_config
-from pdarts_wild.genotype import Genotype
+from pdarts_wild.genotype import Genotype, GenotypeError
 from pdarts_wild.spaces import DARTS_PRIMITIVES as PRIMITIVES
 from pdarts_wild.strategies.darts import DARTS
 from pdarts_wild.strategies.pdarts import PDARTS, final_cell, keep_strongest, limit_skip_connects, skip_dropout_rate
@@ -130,6 +130,18 @@ def test_a_skip_with_no_other_op_on_its_edge_stays_where_its_node_needs_it():
     # the limit of 2 cannot be reached: the derived cell has the fewest skips that can
     derived = PDARTS(resolve_config("pdarts", "cifar10")).derive({"normal": weights, "reduce": spec_vector()}, {})
     assert derived.genotype.normal == result[5]
+
+
+def test_derivation_refuses_weights_that_are_not_finite():
+    """A diverged search's NaN never beats another weight: P-DARTS chose '' ops, DARTS found no op (StopIteration)."""
+    weights = spec_vector()
+    weights[3] = {op: math.nan for op in weights[3]}
+    message = r"edge 3 has op weights that are not finite \(the search diverged\)"
+    with pytest.raises(GenotypeError, match=message):
+        PDARTS(resolve_config("pdarts", "cifar10")).derive({"normal": spec_vector(), "reduce": weights}, {})
+    weights[3] = {op: math.inf for op in weights[3]}
+    with pytest.raises(GenotypeError, match=message):
+        DARTS(resolve_config("darts", "cifar10")).derive({"normal": weights, "reduce": spec_vector()}, {})
 
 
 # ------------------------------------------------------------------------------------ op dropping (§6)

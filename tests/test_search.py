@@ -207,6 +207,23 @@ def test_bad_settings_give_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Ca
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("algorithm", ["pdarts", "darts"])
+def test_a_diverging_search_stops_with_one_line_and_no_result(algorithm: str, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """--lr 1e30 makes every loss NaN in the first epoch. P-DARTS used to finish with a genotype of '' ops, DARTS to
+    crash deriving (and again on every --resume): now the epoch is not checkpointed and nothing is derived."""
+    out = tmp_path / "run"
+    for resume in ([], ["--resume"]):
+        assert run_tool("--algorithm", algorithm, "--lr", "1e30", "--out", str(out), *resume) == 2
+        err = capsys.readouterr().err
+        line = err.strip().splitlines()[-1]
+        assert "Traceback" not in err and len(line) <= 200
+        assert line.startswith("error: stage 1 epoch 1: the search diverged (train loss nan, ")
+        assert line.endswith("search again with a lower --lr (was 1e+30) or --arch-lr (was "
+                             f"{'0.0006' if algorithm == 'pdarts' else '0.0003'})")
+        assert sorted(p.name for p in out.iterdir()) == ["config.json", "search.log", "tb"]
+
+
 def test_resume_needs_out(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_tool("--resume") == 2
     assert "--resume needs --out" in capsys.readouterr().err

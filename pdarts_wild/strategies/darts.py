@@ -35,4 +35,4 @@ class DARTS(Strategy):
         cells = {cell: derive_darts_cell(alphas[cell], steps, None if edge_scale is None else edge_scale[cell])
                  for cell in ("normal", "reduce")}
         concat = tuple(range(2, steps + 2))
-        return Derivation(Genotype(cells["normal"], concat, cells["reduce"], concat))
+        return Derivation(Genotype.make(cells["normal"], concat, cells["reduce"], concat))  # validated: known ops only

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar, Sequence
 
-from ..genotype import Genotype, Pair
+from ..genotype import Genotype, Pair, check_finite
 from ..spaces import CELL_TYPES, Candidates, SearchSpace, edge_inputs, node_edges
 from .base import AlphaTable, Derivation, EdgeScale, StagePlan, Strategy
 
@@ -71,7 +71,7 @@ class PDARTS(Strategy):
             "unrestricted": Genotype(unrestricted, concat, reduce, concat).to_string(),
             "by_skip_limit": {str(m): Genotype(cell, concat, reduce, concat).to_string() for m, cell in by_limit.items()},
         }
-        return Derivation(Genotype(normal, concat, reduce, concat), extras)
+        return Derivation(Genotype.make(normal, concat, reduce, concat), extras)  # validated: known ops only
 
 
 def skip_dropout_rate(rate: float, epoch: int, epochs: int, frozen: int) -> float:
@@ -94,7 +94,8 @@ def final_cell(alphas: Sequence[dict[str, float]], steps: int = 4) -> tuple[Pair
     edges, later nodes their two strongest (ties: later edge); pairs by ascending input."""
     inputs = edge_inputs(steps)
     best: list[tuple[float, str]] = []
-    for weights in alphas:
+    for e, weights in enumerate(alphas):
+        check_finite(e, weights.values())
         top_op, top = "", -1.0
         for op, w in weights.items():
             if op != "none" and w >= top:
