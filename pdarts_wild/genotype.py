@@ -200,6 +200,8 @@ def read_genotype_file(path: str | Path, known_ops: Iterable[str] | None = None)
         record = json.loads(text)
     except json.JSONDecodeError as e:
         raise GenotypeError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    except RecursionError:
+        raise GenotypeError(f"{path}: not a genotype record (JSON nested too deeply)") from None
     try:
         return genotype_from_record(record, known_ops), record
     except GenotypeError as e:

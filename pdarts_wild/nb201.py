@@ -57,7 +57,7 @@ class NB201Arch(NamedTuple):
         if not text.startswith("|") and Path(text).is_file():
             try:
                 record = json.loads(Path(text).read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
                 raise GenotypeError(f"{text}: not a genotype.json file") from None
             if not isinstance(record, dict) or record.get("space") != "nb201":
                 space = record.get("space", "darts") if isinstance(record, dict) else "?"

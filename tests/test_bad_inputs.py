@@ -530,3 +530,11 @@ def test_mmdet_init_cfg_checkpoint_that_cannot_be_used(kind: str, tmp_path: Path
         backbone.init_weights()
     message = str(info.value)
     assert str(path) in message and EXPECTED[kind] in message and "\n" not in message and len(message) <= 200
+
+
+@pytest.mark.parametrize("net", ["cifar", "nb201"])
+def test_deeply_nested_genotype_json(net: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    genotype = tmp_path / "genotype.json"
+    genotype.write_text('{"version": 1, "space": "nb201", "genotype": ' + "[" * 100_000)  # json.loads: RecursionError
+    assert model_info.main([str(genotype), "--net", net]) == 2
+    error_line(capsys, genotype)

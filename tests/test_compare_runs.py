@@ -257,3 +257,42 @@ def test_outputs_that_cannot_be_written_are_refused_before_the_report(
     code, out, err = run_tool("a", *args, capsys=capsys)
     assert code == 2 and out == "" and err == f"error: {message}\n"
     assert [p.name for p in tmp_path.iterdir()] == ["a"]
+
+
+NESTED = "[" * 100_000  # json.loads raises RecursionError on it
+
+
+@pytest.mark.parametrize("fields, message", [
+    pytest.param({"alphas": {"normal": [{"a": "x"}] * 14, "reduce": ALPHAS["reduce"]}},
+                 "alphas.normal[0]: expected {op: weight} of numbers >= 0 with a positive sum, got {'a': 'x'}", id="text"),
+    pytest.param({"alphas": {**ALPHAS, "reduce": [*ALPHAS["reduce"][:3], {"a": 1e308, "b": 1e308}]}},
+                 "alphas.reduce[3]: expected {op: weight} of numbers >= 0 with a positive sum, "
+                 "got {'a': 1e+308, 'b': 1e+308}", id="sum-overflows"),
+    pytest.param({"alphas": {**ALPHAS, "normal": [[0.5, 0.5]]}},
+                 "alphas.normal[0]: expected {op: weight} of numbers >= 0 with a positive sum, got [0.5, 0.5]",
+                 id="not-a-table"),
+    pytest.param({"stage_genotypes": [1, 2]}, "stage_genotypes[0]: expected a genotype string, got 1", id="stage-int"),
+    pytest.param({"stage_genotypes": [GENOTYPE_B.to_string(), "Genotype(normal=[])"]},
+                 "stage_genotypes[1]: genotype string lacks field(s): normal_concat, reduce, reduce_concat",
+                 id="stage-unparsable"),
+    pytest.param({"stage_genotypes": "Genotype()"},
+                 "'stage_genotypes' must be a list of genotype strings, got 'Genotype()'", id="stages-string"),
+    pytest.param({"algorithm": 5}, "'algorithm' must be a string, got 5", id="algorithm"),
+    pytest.param({"seed": True}, "'seed' must be an integer, got True", id="seed"),
+    pytest.param({"dataset": ["cifar10"]}, "'dataset' must be a string, got ['cifar10']", id="dataset"),
+    pytest.param({"space": 5}, "'space' must be a string, got 5", id="space"),
+    pytest.param('{"version": 1, "normal": ' + NESTED, "not a genotype record (JSON nested too deeply)", id="nested-json"),
+    pytest.param(NESTED, "malformed genotype string (syntax error at column 201): " + "[" * 77 + "...",
+                 id="nested-text"),
+])
+def test_corrupt_record_fields_are_one_line_naming_file_and_field(
+        fields: dict[str, Any] | str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    if isinstance(fields, str):  # the file's whole text
+        Path("a").mkdir()
+        Path("a/genotype.json").write_text(fields)
+    else:
+        write_run(Path("a"), GENOTYPE_A, **fields)
+    code, out, err = run_tool("a", capsys=capsys)
+    assert code == 2 and out == "" and err == f"error: {Path('a/genotype.json')}: {message}\n"

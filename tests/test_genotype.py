@@ -278,6 +278,12 @@ def test_bad_json_file_names_the_file(tmp_path):
     one_line_error(excinfo)
 
 
+def test_deeply_nested_json_file_is_a_genotype_error(tmp_path):
+    path = write(tmp_path, "genotype.json", '{"version": 1, "normal": ' + "[" * 100_000)  # json.loads: RecursionError
+    with pytest.raises(GenotypeError, match=re.escape(f"{path}: not a genotype record (JSON nested too deeply)")):
+        read_genotype_file(path)
+
+
 @pytest.mark.parametrize("version, shown", [(2, "2"), (0, "0"), ("1", "'1'"), (None, "None")])
 def test_unsupported_version(tmp_path, version, shown):
     record = genotype_record(GENOTYPES["PDARTS"])

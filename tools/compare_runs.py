@@ -53,6 +53,7 @@ import torch
 from pdarts_wild.data import DATASETS, dataset_info
 from pdarts_wild.files import atomic_write
 from pdarts_wild.genotype import Genotype, GenotypeError, read_genotype_file
+from pdarts_wild.messages import one_line
 from pdarts_wild.nb201 import NB201_NODES, NB201Arch, NetworkNB201
 from pdarts_wild.networks import NetworkCIFAR, count_parameters
 from pdarts_wild.search import run_tool
@@ -123,27 +124,38 @@ def skip_counts(arch: Arch) -> dict[str, int]:
     return {cell: sum(op == "skip_connect" for _, _, op in picks) for cell, picks in cell_choices(arch).items()}
 
 
-def edge_entropy(weights: Mapping[str, float]) -> float:
-    """Entropy (nats) of one edge's op weights, normalised to sum to one."""
-    values = [float(w) for w in weights.values()]
+def edge_entropy(weights: Any, edge: str) -> float:
+    """Entropy (nats) of one edge's op weights, normalised to sum to one; a CompareError naming ``edge`` unless they
+    are an {op: weight} table of finite numbers >= 0 with a finite positive sum (a corrupt record's could be anything)."""
+    table = weights if isinstance(weights, dict) else {}
+    values = [float(w) for w in table.values() if type(w) in (int, float) and 0 <= w <= sys.float_info.max]
     total = sum(values)
-    if not values or total <= 0 or any(w < 0 or not math.isfinite(w) for w in values):
-        raise CompareError(f"op weights must be non-negative with a positive sum, got {dict(weights)}")
-    return -sum(w / total * math.log(w / total) for w in values if w > 0)
+    if not values or len(values) < len(table) or not 0 < total <= sys.float_info.max:
+        raise CompareError(f"{edge}: expected {{op: weight}} of numbers >= 0 with a positive sum, "
+                           f"got {one_line(repr(weights), 60)}")
+    shares = [w / total for w in values]
+    return -sum(p * math.log(p) for p in shares if p > 0)
 
 
-def alpha_entropy(alphas: Mapping[str, Sequence[Mapping[str, float]]], cells: Sequence[str]) -> dict[str, float]:
+def alpha_entropy(alphas: Any, cells: Sequence[str]) -> dict[str, float]:
     """Mean over edges of each edge's op-weight entropy, for each of the cell types ``cells``."""
-    try:
-        return {cell: sum(map(edge_entropy, alphas[cell])) / len(alphas[cell]) for cell in cells}
-    except (KeyError, TypeError, AttributeError, ZeroDivisionError):
-        raise CompareError(f"'alphas' must map {' and '.join(cells)} to lists of {{op: weight}} tables") from None
+    if not (isinstance(alphas, dict) and all(isinstance(alphas.get(cell), list) and alphas[cell] for cell in cells)):
+        raise CompareError(f"'alphas' must map {' and '.join(cells)} to lists of {{op: weight}} tables")
+    return {cell: sum(edge_entropy(weights, f"alphas.{cell}[{k}]") for k, weights in enumerate(alphas[cell]))
+            / len(alphas[cell]) for cell in cells}
 
 
-def stage_changes(stage_genotypes: Sequence[str], arch_type: type[Arch]) -> list[int]:
+def stage_changes(stage_genotypes: list[Any], arch_type: type[Arch]) -> list[int]:
     """For each stage after the first, how many choices are new compared with the previous stage; the stages'
     strings are parsed as ``arch_type`` (the run's final architecture's class)."""
-    stages = [choices(arch_type.from_string(text)) for text in stage_genotypes]
+    stages = []
+    for k, text in enumerate(stage_genotypes):
+        if not isinstance(text, str):
+            raise CompareError(f"stage_genotypes[{k}]: expected a genotype string, got {one_line(repr(text), 60)}")
+        try:
+            stages.append(choices(arch_type.from_string(text)))
+        except GenotypeError as e:
+            raise CompareError(f"stage_genotypes[{k}]: {e}") from None
     return [len(new - old) for old, new in zip(stages, stages[1:])]
 
 
@@ -188,7 +200,7 @@ def read_arch(path: Path) -> tuple[Arch, dict[str, Any]]:
     DARTS-family genotype of a genotype.json or of a text file holding a Genotype string (record ``{}``)."""
     try:
         record = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         record = None  # read_genotype_file says what is wrong
     if not isinstance(record, dict) or record.get("space") != "nb201":
         return read_genotype_file(path)
@@ -198,18 +210,31 @@ def read_arch(path: Path) -> tuple[Arch, dict[str, Any]]:
         raise GenotypeError(f"{path}: {e}") from None
 
 
+def record_field(record: Mapping[str, Any], name: str, kind: type, what: str, default: Any = None) -> Any:
+    """``record[name]`` (``default`` when absent or null); a CompareError naming the field when it is no ``kind``
+    (a hand-edited or corrupt record's 5 or [..] would crash the report)."""
+    value = record.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise CompareError(f"'{name}' must be {what}, got {one_line(repr(value), 60)}")
+    return value
+
+
 def summarize(run: Path) -> tuple[RunSummary, set[Choice]]:
     """Read one run and compute its numbers and choice set."""
     path = record_path(run)
     arch, record = read_arch(path)
     try:
+        space = record_field(record, "space", str, "a string", "darts")
+        algorithm, dataset = (record_field(record, name, str, "a string") for name in ("algorithm", "dataset"))
+        seed = record_field(record, "seed", int, "an integer")
         entropy = alpha_entropy(record["alphas"], list(cell_choices(arch))) if "alphas" in record else None
-        stages = record.get("stage_genotypes")
+        stages = record_field(record, "stage_genotypes", list, "a list of genotype strings")
         changes = stage_changes(stages, type(arch)) if stages else None
-    except (CompareError, GenotypeError) as e:
+    except CompareError as e:
         raise CompareError(f"{path}: {e}") from None
-    summary = RunSummary(str(run), record.get("space", "darts"), record.get("algorithm"), record.get("dataset"),
-                         record.get("seed"), arch.to_string(), eval_params(arch, record.get("dataset")),
+    summary = RunSummary(str(run), space, algorithm, dataset, seed, arch.to_string(), eval_params(arch, dataset),
                          skip_counts(arch), entropy, changes)
     return summary, choices(arch)
 
