@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,3 +183,30 @@ def validate(config: SearchConfig) -> None:
                               "which the compiled cells do not see; drop one of them")
     if config.batch_size < 2:
         raise ConfigError("--batch-size must be at least 2 (BatchNorm needs more than one sample)")
+    _check_training(config)
+
+
+def _check_training(c: SearchConfig) -> None:
+    """Optimizer, loader and seed settings: torch refuses some only once the run folder is written, and takes NaN
+    or negative others (an SGD step with --lr nan, a cutout of -3) without a word."""
+    positive = {"--lr": c.lr, "--arch-lr": c.arch_lr, "--grad-clip": c.grad_clip}
+    for flag, value in positive.items():
+        if not 0 < value < math.inf:  # NaN fails every comparison
+            raise ConfigError(f"{flag} must be finite and > 0, got {value}")
+    non_negative = {"--lr-min": c.lr_min, "--weight-decay": c.weight_decay, "--arch-weight-decay": c.arch_weight_decay,
+                    "--arch-grad-clip": c.arch_grad_clip}
+    for flag, value in non_negative.items():
+        if not 0 <= value < math.inf:
+            raise ConfigError(f"{flag} must be finite and >= 0, got {value}")
+    counts = {"--cutout": c.cutout, "--workers": c.workers, "--skip-limit": 0 if c.skip_limit is None else c.skip_limit}
+    for flag, count in counts.items():
+        if count < 0:
+            raise ConfigError(f"{flag} must be >= 0, got {count}")
+    if not 0 <= c.momentum < 1:
+        raise ConfigError(f"--momentum must be in [0, 1), got {c.momentum}")
+    if c.nesterov and c.momentum == 0:
+        raise ConfigError("--nesterov needs --momentum > 0 (torch's SGD takes no Nesterov step without momentum)")
+    if not all(0 <= beta < 1 for beta in c.arch_betas):
+        raise ConfigError(f"--arch-betas must both be in [0, 1), got {' '.join(map(str, c.arch_betas))}")
+    if not 0 <= c.seed < 2**32:  # as the training tools (numpy's seeds)
+        raise ConfigError(f"--seed must be in [0, 2**32), got {c.seed}")
