@@ -253,6 +253,22 @@ def test_unfinished_run_needs_resume(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "add --resume" in capsys.readouterr().err
 
 
+def test_resume_names_every_setting_it_ignores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """The saved settings win; --algorithm, --dataset, --preset, --space and --data were dropped without a word."""
+    out = tmp_path / "run"
+    monkeypatch.setattr(Search, "_run_epoch", lambda self, *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert run_tool("--out", str(out)) == 130
+    capsys.readouterr()
+    assert search_tool.main(["--resume", "--out", str(out), "--device", "cpu", "--no-progress", "--algorithm", "darts",
+                             "--space", "s2", "--dataset", "svhn", "--preset", "quick", "--data", "elsewhere",
+                             "--lr", "0.1"]) == 130
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: --resume uses the settings saved in {out}; ignoring algorithm, data, dataset, lr, preset, "
+                     "space"]
+    assert json.loads((out / "config.json").read_text())["algorithm"] == "pdarts"
+
+
 def test_missing_cifar_without_network_says_where_to_put_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     def no_network(*args: object, **kwargs: object) -> None:

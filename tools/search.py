@@ -41,18 +41,18 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Hyper-parameters left out take the paper's value for the chosen algorithm and dataset, "
                "or the preset's. Per-stage flags take one value per stage, or one value for all stages.")
     run = p.add_argument_group("what to search")
-    run.add_argument("--algorithm", choices=sorted(STRATEGIES), default="pdarts", help="search algorithm (default: pdarts)")
-    run.add_argument("--space", choices=sorted(SPACES), default="darts",
+    run.add_argument("--algorithm", choices=sorted(STRATEGIES), help="search algorithm (default: pdarts)")
+    run.add_argument("--space", choices=sorted(SPACES),
                      help="search space: darts (8 ops), s1-s4 (RobustDARTS), nb201 (NAS-Bench-201 cell and skeleton; "
                           "darts, pc-darts, rf-darts, rf-pcdarts) (default: darts)")
-    run.add_argument("--dataset", choices=DATASETS, default="cifar10",
+    run.add_argument("--dataset", choices=DATASETS,
                      help="proxy dataset; cifar10/cifar100/svhn are downloaded into --data if missing, digits ships with "
                           "scikit-learn (default: cifar10)")
-    run.add_argument("--data", default="data", help="dataset folder (default: ./data)")
+    run.add_argument("--data", help="dataset folder (default: ./data)")
     run.add_argument("--out", type=Path, help="run folder (default: runs/ALGORITHM-DATASET-seedN-TIME); never overwritten")
     run.add_argument("--resume", action="store_true", help="continue the search in --out from its last finished epoch")
     run.add_argument("--seed", type=int, help="random seed (default: 2, as the authors)")
-    run.add_argument("--preset", choices=PRESETS, default="paper",
+    run.add_argument("--preset", choices=PRESETS,
                      help="paper: the published settings; quick: a small search of every stage, ~10 min on 2 CPU "
                           "cores with digits; tiny: seconds, for tests (default: paper)")
     run.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
@@ -146,19 +146,19 @@ def default_out(config: SearchConfig) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
-    run = {k: args.pop(k) for k in RUN_FLAGS}
-    algorithm, dataset, preset = args.pop("algorithm"), args.pop("dataset"), args.pop("preset")
+    run = {k: args.pop(k) for k in RUN_FLAGS}  # every other flag is None unless given: --resume names those it ignores
 
     def search() -> None:
         if run["resume"]:
             if run["out"] is None:
                 raise SearchError("--resume needs --out RUN_FOLDER (the folder of the search to continue)")
             config = prepare_run_dir(run["out"], None, resume=True)
-            given = sorted(k for k, v in args.items() if v is not None and k not in ("space", "data"))
+            given = sorted(k for k, v in args.items() if v is not None)
             if given:
                 print(f"note: --resume uses the settings saved in {run['out']}; ignoring {', '.join(given)}", file=sys.stderr)
         else:
-            config = resolve_config(algorithm, dataset, preset, **args)
+            named = {k: args.pop(k) or getattr(SearchConfig, k) for k in ("algorithm", "dataset", "preset")}
+            config = resolve_config(**named, **args)
             if run["out"] is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
                 raise SearchError("under torchrun, give --out so that every process writes to the same folder")
             run["out"] = run["out"] or default_out(config)
