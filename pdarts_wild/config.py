@@ -4,10 +4,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from .compiling import BACKENDS, COMPILE_MODES
+from .messages import one_line
 from .spaces import get_space
 from .strategies import get_strategy
 
@@ -86,13 +88,47 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "SearchConfig":
+        """The settings in ``values`` (a config.json's, say), unchecked: :func:`validate` checks them."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"expected an object of settings, got {type(values).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
-        config = cls(**values)
-        config.arch_betas = tuple(config.arch_betas)  # JSON gives a list
-        return config
+        return cls(**values)
+
+
+# A setting's type: what a value must pass, and how a message names it (one, several).
+_KINDS: dict[type, tuple[Callable[[Any], bool], str, str]] = {
+    bool: (lambda v: type(v) is bool, "true or false", "booleans"),
+    int: (lambda v: type(v) is int, "an integer", "integers"),
+    float: (lambda v: type(v) in (int, float), "a number", "numbers"),
+    str: (lambda v: type(v) is str, "a string", "strings"),
+}
+
+
+def _expected(value: Any, hint: Any) -> str | None:
+    """What a setting typed ``hint`` must be, when ``value`` is not that (None when it is)."""
+    args = typing.get_args(hint)
+    if type(None) in args:  # X | None
+        return None if value is None else _expected(value, args[0])
+    if hint in _KINDS:
+        fits, one, _ = _KINDS[hint]
+        return None if fits(value) else one
+    fits, _, several = _KINDS[args[0]]
+    ok = isinstance(value, (list, tuple)) and all(map(fits, value))
+    if typing.get_origin(hint) is tuple:  # tuple[float, float]: that many
+        return None if ok and len(value) == len(args) else f"{len(args)} {several}"
+    return None if ok else f"a list of {several}"
+
+
+def _check_types(config: SearchConfig) -> None:
+    """A hand-edited config.json may hold any JSON: a string for a number would crash deep inside the search."""
+    for name, hint in typing.get_type_hints(SearchConfig).items():
+        value = getattr(config, name)
+        expected = _expected(value, hint)
+        if expected:
+            raise ConfigError(f"{name}: expected {expected}, got {one_line(repr(value), 40)}")
 
 
 def resolve_config(algorithm: str, dataset: str, preset: str = "paper", **overrides: Any) -> SearchConfig:
@@ -120,12 +156,18 @@ def _checked_strategy(algorithm: str) -> Any:
 
 def validate(config: SearchConfig) -> None:
     """Broadcast single per-stage values and reject inconsistent settings."""
+    _check_types(config)
+    config.arch_betas = tuple(config.arch_betas)  # JSON and argparse give a list
     strategy = _checked_strategy(config.algorithm)
     try:
         space = get_space(config.space)
         strategy.check_space(space)
     except ValueError as e:
         raise ConfigError(f"--algorithm {config.algorithm} --space {config.space}: {e}") from None
+    if space.topology == "darts" and config.steps != space.steps:  # no flag sets it: a config.json may
+        raise ConfigError(f"steps: the cells of space {config.space} have {space.steps} nodes, got {config.steps}")
+    if not config.layers:
+        raise ConfigError("--layers needs at least one value (cells per stage)")
     most_ops = max(len(ops) for edges in space.initial_candidates().values() for ops in edges)
     if config.keep_ops and config.keep_ops[0] >= most_ops:
         raise ConfigError(f"--algorithm {config.algorithm} prunes edges to {config.keep_ops[0]} ops after stage 1, but "

@@ -95,6 +95,8 @@ def _saved_config(path: Path) -> SearchConfig:
         validate(config)
     except (ValueError, TypeError, AttributeError) as e:  # JSONDecodeError, UnicodeDecodeError, ConfigError...
         raise SearchError(f"{path} holds no usable search settings ({describe(e)})") from None
+    except RecursionError:
+        raise SearchError(f"{path} holds no usable search settings (JSON nested too deeply)") from None
     return config
 
 

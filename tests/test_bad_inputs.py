@@ -7,6 +7,7 @@ C=4 takes well under a second; the interrupted DARTS search about 4 s). About 25
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import pickle
@@ -538,3 +539,47 @@ def test_deeply_nested_genotype_json(net: str, tmp_path: Path, capsys: pytest.Ca
     genotype.write_text('{"version": 1, "space": "nb201", "genotype": ' + "[" * 100_000)  # json.loads: RecursionError
     assert model_info.main([str(genotype), "--net", net]) == 2
     error_line(capsys, genotype)
+
+
+# ------------------------------------------------------------------------------------------ search: edited files
+
+
+@pytest.mark.parametrize("edit, problem", [
+    ({"lr": "0.1"}, "lr: expected a number, got '0.1'"),
+    ({"seed": "x"}, "seed: expected an integer, got 'x'"),
+    ({"batch_size": 16.5}, "batch_size: expected an integer, got 16.5"),
+    ({"workers": "2"}, "workers: expected an integer, got '2'"),
+    ({"arch_betas": [0.5]}, "arch_betas: expected 2 numbers, got [0.5]"),
+    ({"train_limit": 64.5}, "train_limit: expected an integer, got 64.5"),
+    ({"cutout": 2.5}, "cutout: expected an integer, got 2.5"),
+    ({"layers": [3, "4"]}, "layers: expected a list of integers, got [3, '4']"),
+    ({"unrolled": 1}, "unrolled: expected true or false, got 1"),
+    ({"steps": 0}, "steps: the cells of space darts have 4 nodes, got 0"),
+    ({"steps": 7}, "steps: the cells of space darts have 4 nodes, got 7"),
+    ({"layers": []}, "--layers needs at least one value (cells per stage)"),
+    ({"momentum": -1.0}, "--momentum must be in [0, 1), got -1.0"),
+])
+def test_search_resume_with_a_config_of_wrong_values(edit: dict, problem: str, stopped_search: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A hand-edited config.json: ZeroDivisionError, IndexError, TypeError... on --resume before."""
+    out, before = copied(stopped_search, tmp_path)
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, **edit}))
+    capsys.readouterr()  # the search's own output
+    assert search_tool.main(["--resume", "--out", str(out)]) == 2
+    assert error_line(capsys) == f"error: {out / 'config.json'} holds no usable search settings ({problem})"
+    unchanged(out, before, "config.json")
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('{"lr": ' + "[" * 100_000 + "]" * 100_000 + "}", "JSON nested too deeply"),
+    ("[1, 2]", "expected an object of settings, got list"),
+])
+def test_search_resume_with_a_config_that_is_no_settings(text: str, problem: str, stopped_search: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    out, before = copied(stopped_search, tmp_path)
+    (out / "config.json").write_text(text)
+    capsys.readouterr()
+    assert search_tool.main(["--resume", "--out", str(out)]) == 2
+    assert error_line(capsys) == f"error: {out / 'config.json'} holds no usable search settings ({problem})"
+    unchanged(out, before, "config.json")
