@@ -583,3 +583,29 @@ def test_search_resume_with_a_config_that_is_no_settings(text: str, problem: str
     assert search_tool.main(["--resume", "--out", str(out)]) == 2
     assert error_line(capsys) == f"error: {out / 'config.json'} holds no usable search settings ({problem})"
     unchanged(out, before, "config.json")
+
+
+NB201 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+
+
+@pytest.mark.parametrize("args", [["PDARTS", "--net", "cifar", "--num-classes", "-3"],
+                                  [NB201, "--net", "nb201", "--num-classes", "-5"],
+                                  ["PDARTS", "--net", "imagenet", "--num-classes", "0"]])
+def test_model_info_refuses_class_counts_below_one(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:  # argparse's usage line, then its error line
+        model_info.main(args)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "Traceback" not in err
+    assert err.endswith(f"error: argument --num-classes: must be a positive integer, got {args[-1]}\n")
+
+
+@pytest.mark.parametrize("args, message", [
+    ([NB201, "--net", "nb201", "--layers", "1", "--input-size", "1"], "an --input-size that is a multiple of 4"),
+    ([NB201, "--net", "nb201", "--input-size", "6"], "an --input-size that is a multiple of 4"),  # was broadcast
+    (["PDARTS", "--net", "imagenet", "--channels", "1"], "--channels of at least 2, got 1"),
+    (["PDARTS", "--net", "cifar", "--input-size", "30"], "multiples of 4"),
+])
+def test_model_info_refuses_sizes_the_network_cannot_take(args: list[str], message: str,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert model_info.main(args) == 2
+    assert message in error_line(capsys)

@@ -40,14 +40,23 @@ class NetworkSetting:
     num_classes: int
     input_size: int
     parse: Callable[[str], Any] = resolve_genotype
+    # Sizes the network cannot take that it does not refuse itself with a ValueError (the DARTS networks check
+    # their input sizes): checked here, not left to a RuntimeError or IndexError deep inside torch.
+    min_channels: int = 1
+    size_multiple: int = 1
+    size_rule: str = ""
 
 
 SETTINGS = {
     "cifar": NetworkSetting(NetworkCIFAR, channels=36, layers=20, num_classes=10, input_size=32),
-    "imagenet": NetworkSetting(NetworkImageNet, channels=48, layers=14, num_classes=1000, input_size=224),
+    # its stem starts with C // 2 channels
+    "imagenet": NetworkSetting(NetworkImageNet, channels=48, layers=14, num_classes=1000, input_size=224,
+                               min_channels=2),
     # NAS-Bench-201's TinyNetwork: C=16, 5 cells per stage; all parameters count (it has no aux head)
     "nb201": NetworkSetting(NetworkNB201, channels=16, layers=5, num_classes=10, input_size=32,
-                            parse=NB201Arch.resolve),
+                            parse=NB201Arch.resolve, size_multiple=4,
+                            size_rule="2 residual reductions whose average-pool and stride-2 conv paths agree on "
+                                      "even sizes only"),
 }
 
 
@@ -62,10 +71,16 @@ def model_info(
     """``{"params": ..., "macs": ...}`` of the network; unset options take the setting's defaults."""
     setting = SETTINGS[net]
     size = input_size or setting.input_size
+    channels = channels or setting.channels
+    if channels < setting.min_channels:
+        raise ValueError(f"--net {net} needs --channels of at least {setting.min_channels}, got {channels}")
+    if size % setting.size_multiple:
+        raise ValueError(f"--net {net} needs an --input-size that is a multiple of {setting.size_multiple} "
+                         f"({setting.size_rule}), got {size}")
     with torch.device("meta"):
         model = setting.network(
             setting.parse(genotype),
-            C=channels or setting.channels,
+            C=channels,
             num_classes=setting.num_classes if num_classes is None else num_classes,
             layers=layers or setting.layers,
         )
@@ -73,6 +88,7 @@ def model_info(
 
 
 def positive_int(text: str) -> int:
+    """An argparse type: a network cannot have 0 or -3 classes, channels, cells or pixels."""
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
@@ -90,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="cifar: C=36, 20 cells, 32x32; imagenet: mobile setting, C=48, 14 cells, 224x224; "
                              "nb201: NAS-Bench-201's network for a '|op~0|+|op~0|op~1|+...' string (C=16, 5 cells "
                              "per stage)")
-    parser.add_argument("--num-classes", type=int, help="default: 10 (cifar), 1000 (imagenet)")
+    parser.add_argument("--num-classes", type=positive_int, help="default: 10 (cifar, nb201), 1000 (imagenet)")
     parser.add_argument("--channels", type=positive_int, help="initial channels C (default: the setting's)")
     parser.add_argument("--layers", type=positive_int, help="number of cells (default: the setting's)")
     parser.add_argument("--input-size", type=positive_int, help="square input side in pixels (default: 32 / 224)")
