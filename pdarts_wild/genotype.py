@@ -13,7 +13,8 @@ from .ops import OPS
 from .spaces import node_edges, edge_inputs
 
 FORMAT_VERSION = 1
-MAX_STATES = 64  # far beyond any published cell; bounds what a genotype string can make us allocate
+MAX_STATES = 64  # far beyond any published cell; bounds what a genotype string or file can make us build:
+MAX_NODES = MAX_STATES - 2  # its ranges and concat lists, and its pair lists (2 per node after the 2 cell inputs)
 FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
 
 Pair = tuple[str, int]
@@ -57,12 +58,16 @@ class Genotype(NamedTuple):
         return len(self.normal) // 2
 
     def validate(self, known_ops: Iterable[str] | None = None) -> None:
-        """Raise :class:`GenotypeError` for unknown ops, bad input indices or concat entries."""
+        """Raise :class:`GenotypeError` for unknown ops, bad input indices or concat entries, and for cells larger than
+        :data:`MAX_NODES` (a file of 4000 pairs would take minutes to build)."""
         known = set(OPS if known_ops is None else known_ops)
         for cell in ("normal", "reduce"):
             pairs: tuple[Pair, ...] = getattr(self, cell)
             if not pairs or len(pairs) % 2:
                 raise GenotypeError(f"{cell}: needs two (op, input) pairs per node, got {len(pairs)} pairs")
+            if len(pairs) > 2 * MAX_NODES:
+                raise GenotypeError(f"{cell}: {len(pairs)} pairs make {len(pairs) // 2} nodes, more than any cell "
+                                    f"({MAX_NODES} nodes, {MAX_STATES} states)")
             for k, (op, j) in enumerate(pairs):
                 node = k // 2
                 if op not in known:
@@ -72,6 +77,8 @@ class Genotype(NamedTuple):
                         f"{cell}: pair {k} ({op!r}, {j}) feeds node {node}, whose inputs are 0..{node + 1}"
                     )
             concat: tuple[int, ...] = getattr(self, cell + "_concat")
+            if len(concat) > MAX_STATES:
+                raise GenotypeError(f"{cell}_concat: {len(concat)} entries, more than any cell ({MAX_STATES} states)")
             states = len(pairs) // 2 + 2
             bad = [i for i in concat if not 0 <= i < states]
             if not concat or bad:

@@ -487,3 +487,22 @@ def test_huge_range_is_refused_before_allocating():
     text = GENOTYPES["PDARTS"].to_string().replace("normal_concat=range(2, 6)", "normal_concat=range(0, 10000000000)")
     with pytest.raises(GenotypeError, match="longer than any cell"):
         Genotype.from_string(text)
+
+
+def cell_of(nodes: int) -> list[tuple[str, int]]:
+    return [("sep_conv_3x3", 0), ("sep_conv_3x3", 1)] * nodes
+
+
+def test_largest_cell_is_accepted_and_a_larger_one_refused_before_building(tmp_path):
+    largest = Genotype.make(cell_of(62), range(2, 64), cell_of(2), [2, 3])
+    assert largest.steps == 62
+    with pytest.raises(GenotypeError, match=re.escape("normal: 126 pairs make 63 nodes, more than any cell "
+                                                      "(62 nodes, 64 states)")):
+        Genotype.make(cell_of(63), [2], cell_of(2), [2, 3])
+    with pytest.raises(GenotypeError, match=re.escape("reduce_concat: 65 entries, more than any cell (64 states)")):
+        Genotype.make(cell_of(2), [2, 3], cell_of(2), [2] * 65)
+    record = {**genotype_record(GENOTYPES["PDARTS"]), "normal": [list(p) for p in cell_of(2000)]}
+    path = write(tmp_path, "genotype.json", record)  # 4000 pairs: model_info took over 100 s to build it
+    with pytest.raises(GenotypeError, match=re.escape(f"{path}: normal: 4000 pairs make 2000 nodes")) as excinfo:
+        read_genotype_file(path)
+    one_line_error(excinfo)
