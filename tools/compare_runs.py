@@ -50,6 +50,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from pdarts_wild.cli import ToolParser
 from pdarts_wild.data import DATASETS, dataset_info
 from pdarts_wild.files import atomic_write
 from pdarts_wild.genotype import Genotype, GenotypeError, read_genotype_file
@@ -387,7 +388,7 @@ def check_output(path: Path | None, option: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tools/compare_runs.py", description=__doc__,
+    p = ToolParser(prog="tools/compare_runs.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="search run folders (or genotype.json files)")
     p.add_argument("--plot", type=Path, metavar="FILE.png",

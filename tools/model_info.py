@@ -25,6 +25,7 @@ from typing import Any, Callable
 import torch
 
 from backbones.complexity import count_macs
+from pdarts_wild.cli import ToolParser
 from pdarts_wild.genotype import GenotypeError
 from pdarts_wild.nb201 import NB201Arch, NetworkNB201
 from pdarts_wild.networks import NetworkCIFAR, NetworkImageNet, count_parameters
@@ -96,7 +97,7 @@ def positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ToolParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("genotype", nargs="?",
                         help="registry name (PDARTS, DARTS_V2, ...), genotype.json or text file, or DARTS "
                         "string; for --net nb201 an arch string or the genotype.json of an nb201 search")
