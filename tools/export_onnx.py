@@ -113,7 +113,8 @@ def compare_with_onnxruntime(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ToolParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ToolParser(prog="tools/export_onnx.py", description=__doc__,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="registered model name, or a genotype (with --net)")
     parser.add_argument("--out", required=True, help="the .onnx file to write")
     parser.add_argument("--net", choices=sorted(NET_MODELS), help="network for a genotype: cifar or imagenet (mobile)")

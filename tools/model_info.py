@@ -97,7 +97,8 @@ def positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ToolParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ToolParser(prog="tools/model_info.py", description=__doc__,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("genotype", nargs="?",
                         help="registry name (PDARTS, DARTS_V2, ...), genotype.json or text file, or DARTS "
                         "string; for --net nb201 an arch string or the genotype.json of an nb201 search")
