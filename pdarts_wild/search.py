@@ -24,11 +24,11 @@ from .checkpoints import CheckpointError, checkpoint_contents, load_weights, rea
 from .config import SearchConfig, validate
 from .distributed import init_distributed
 from .files import atomic_write
-from .messages import describe, error_line
+from .messages import describe, error_line, one_line
 from .pace import Pace, format_duration, planned_costs, supernet_cost, work_left
 from .search_data import SearchData
 from .search_outputs import RESULT, log, log_epoch_scalars, log_to, tensorboard_writer, write_search_result
-from .spaces import Candidates, get_space
+from .spaces import Candidates, SearchSpace, get_space
 from .strategies import Derivation, Growth, StagePlan, Strategy, get_strategy
 from .supernet import Supernet
 
@@ -109,6 +109,17 @@ def atomic_save(obj: Any, path: Path) -> None:
 
 
 # -------------------------------------------------------------------------------------------- helpers
+
+
+def _number(value: Any) -> bool:
+    return type(value) in (int, float)
+
+
+def _per_edge(table: Any, space: SearchSpace, fits: Callable[[Any], bool]) -> bool:
+    """Whether ``table`` holds, for each cell type of ``space``, one entry per edge, each of which ``fits``."""
+    return isinstance(table, dict) and set(table) == set(space.cell_types) and all(
+        isinstance(edges, (list, tuple)) and len(edges) == space.num_edges and all(map(fits, edges))
+        for edges in table.values())
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -227,6 +238,54 @@ class Search:
                         scheduler=self.scheduler.state_dict())
         return ckpt
 
+    def _resumed_state(self, ckpt: dict[str, Any]) -> dict[str, Any]:
+        """The loop state ``ckpt`` holds, checked against this run's plan and space: a tampered checkpoint.pt looped
+        forever (an epoch past its stage's), finished with made-up results (a stage past the plan) or crashed."""
+        state = {k: ckpt.get(k, v) for k, v in self._fresh_state().items()}
+        path = self.out / CHECKPOINT
+        problem = self._state_problem(state, "model" in ckpt)
+        if problem:
+            raise CheckpointError(f"{path} does not fit this run ({problem})")
+        with checkpoint_contents(path):
+            set_rng_state(ckpt["rng"])  # tried now (keys, types, sizes); run() seeds afresh, and sets it again later
+        return state
+
+    def _state_problem(self, state: dict[str, Any], holds_model: bool) -> str | None:
+        """What in a resumed loop ``state`` this run cannot continue from (None when it can)."""
+        for key in ("stage", "epoch", "step"):
+            if type(state[key]) is not int:
+                return f"{key}: expected an integer, got {one_line(repr(state[key]), 40)}"
+        stages, stage, epoch = len(self.plan), state["stage"], state["epoch"]
+        if not 0 <= stage <= stages:
+            return f"stage index {stage} is outside 0..{stages}"
+        epochs = self.plan[stage].epochs if stage < stages else 1  # after the last stage: only its epoch 0
+        if not 0 <= epoch < epochs:
+            return f"epoch index {epoch} is outside 0..{epochs - 1} of stage index {stage}"
+        if state["step"] < 0:
+            return f"step {state['step']} is negative"
+        if holds_model != (epoch > 0):
+            return f"a checkpoint at epoch index {epoch} {'lacks' if epoch else 'holds'} the supernet"
+        def space_ops(edge: Any) -> bool:  # distinct ops of the space, at least one
+            return isinstance(edge, (list, tuple)) and all(isinstance(op, str) and op in self.space.primitives
+                                                           for op in edge) and 0 < len(edge) == len(set(edge))
+
+        def op_weights(edge: Any) -> bool:
+            return isinstance(edge, dict) and all(isinstance(op, str) and _number(w) for op, w in edge.items())
+
+        if not _per_edge(state["candidates"], self.space, space_ops):
+            return f"its candidate ops are no {self.space.name} cells' ops"
+        alphas, scale = state["last_alphas"], state["last_edge_scale"]
+        if (alphas is None) != (stage == 0) or alphas is not None and not _per_edge(alphas, self.space, op_weights):
+            return f"last_alphas do not fit stage index {stage} of this search"
+        if scale is not None and not _per_edge(scale, self.space, _number):
+            return "last_edge_scale holds no edge weight per edge"
+        history, genotypes = state["history"], state["stage_genotypes"]
+        if not (isinstance(history, list) and len(history) == self._global_epoch(state)
+                and all(isinstance(h, dict) and "valid_acc" in h for h in history)
+                and isinstance(genotypes, list) and len(genotypes) == stage and isinstance(state["growth"], list)):
+            return "its history, stage genotypes or op growth do not fit its stage and epoch"
+        return None
+
     def _restore(self, ckpt: dict[str, Any]) -> None:
         path = self.out / CHECKPOINT
         with checkpoint_contents(path):  # a checkpoint of another run: one line naming it
@@ -243,12 +302,12 @@ class Search:
         self.out.mkdir(parents=True, exist_ok=True)
         ckpt_path = self.out / CHECKPOINT
         ckpt = read_checkpoint(ckpt_path, CHECKPOINT_KEYS, "search checkpoint") if ckpt_path.exists() else None
+        state = self._fresh_state() if ckpt is None else self._resumed_state(ckpt)
         # a resumed run's file is read, never rewritten: a kill while rewriting it would leave nothing to resume from
         if self.ddp.main and not (self.out / CONFIG).exists():
             atomic_write(self.out / CONFIG, json.dumps(self.config.to_dict(), indent=2) + "\n")
         torch.manual_seed(self.config.seed)
         random.seed(self.config.seed)
-        state = self._fresh_state() if ckpt is None else {k: ckpt.get(k, v) for k, v in self._fresh_state().items()}
         self.writer = tensorboard_writer(self.out / "tb", state["step"]) if self.ddp.main else None
         with log_to(self.out / "search.log", self.ddp.main):
             if ckpt is None:

@@ -609,3 +609,45 @@ def test_model_info_refuses_sizes_the_network_cannot_take(args: list[str], messa
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     assert model_info.main(args) == 2
     assert message in error_line(capsys)
+
+
+def _at_the_end_without_alphas(saved: dict) -> None:
+    """As if stage 1 (DARTS' only one) had ended, but without the alphas the result is derived from."""
+    for key in ("model", "w_opt", "a_opt", "scheduler"):
+        del saved[key]
+    saved.update(stage=1, epoch=0)
+
+
+TAMPERED: dict[str, tuple[Callable[[dict], None], str]] = {
+    # an epoch past its stage's never ended; a stage past the plan "finished" with made-up results
+    "epoch-99": (lambda s: s.update(epoch=99), "epoch index 99 is outside 0..1 of stage index 0"),
+    "step-negative": (lambda s: s.update(step=-5), "step -5 is negative"),
+    "stage-99": (lambda s: s.update(stage=99), "stage index 99 is outside 0..1"),
+    "stage--1": (lambda s: s.update(stage=-1), "stage index -1 is outside 0..1"),
+    "stage-str": (lambda s: s.update(stage="1"), "stage: expected an integer, got '1'"),
+    "no-model": (lambda s: s.pop("model"), "a checkpoint at epoch index 1 lacks the supernet"),
+    "candidates-none": (lambda s: s.update(candidates=None), "its candidate ops are no darts cells' ops"),
+    "unknown-op": (lambda s: s["candidates"]["normal"].__setitem__(3, ("none", "conv_9x9")),
+                   "its candidate ops are no darts cells' ops"),
+    "end-without-alphas": (_at_the_end_without_alphas, "last_alphas do not fit stage index 1 of this search"),
+    "history-cut": (lambda s: s.update(history=[]), "its history, stage genotypes or op growth do not fit"),
+    "rng-empty": (lambda s: s.update(rng={}), "does not fit this run: it lacks 'torch'"),
+    "rng-size": (lambda s: s["rng"].update(torch=torch.zeros(3, dtype=torch.uint8)), "RNG state size"),
+}
+
+
+@pytest.mark.parametrize("kind", TAMPERED)
+def test_search_resume_from_a_tampered_checkpoint(kind: str, stopped_search: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A well-formed checkpoint.pt (read weights-only) whose loop state is not this run's: one line, nothing run."""
+    out, before = copied(stopped_search, tmp_path)
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)
+    tamper, problem = TAMPERED[kind]
+    tamper(saved)
+    torch.save(saved, out / "checkpoint.pt")
+    capsys.readouterr()  # the search's own output
+    assert search_tool.main(["--resume", "--out", str(out)]) == 2
+    line = error_line(capsys, f"{out / 'checkpoint.pt'} does not fit this run")
+    assert problem in line
+    unchanged(out, before, "checkpoint.pt")
+    assert not (out / "genotype.json").exists()
