@@ -11,7 +11,7 @@ from typing import Any, Callable
 from .compiling import BACKENDS, COMPILE_MODES
 from .messages import one_line
 from .spaces import get_space
-from .strategies import get_strategy
+from .strategies import STRATEGIES, get_strategy
 
 PRESETS = ("paper", "quick", "tiny")
 # Settings a space changes whatever the algorithm: NAS-Bench-201's DARTS runs (AutoDL-Projects, DARTS-V1)
@@ -141,10 +141,24 @@ def resolve_config(algorithm: str, dataset: str, preset: str = "paper", **overri
     values.update(getattr(strategy, "DATASET_DEFAULTS", {}).get(dataset, {}))
     values.update(SPACE_DEFAULTS.get(overrides.get("space") or SearchConfig.space, {}))
     values.update(strategy.PRESETS.get(preset, {}))
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    _check_used(strategy, given)
+    values.update(given)
     config = SearchConfig.from_dict(copy.deepcopy(values))  # never share the strategies' default lists
     validate(config)
     return config
+
+
+def _check_used(strategy: Any, given: dict[str, Any]) -> None:
+    """A ConfigError naming the ``given`` settings that only other algorithms than ``strategy``'s use: it would
+    ignore them, and config.json would record them as if applied."""
+    owner = {name: other.name for other in STRATEGIES.values() for name in other.OWN_SETTINGS
+             if name not in strategy.OWN_SETTINGS}
+    unused = [name for name in given if name in owner]
+    if unused:
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in unused)
+        owners = " and ".join(sorted({owner[name] for name in unused}))
+        raise ConfigError(f"--algorithm {strategy.name} does not use {flags} (settings of {owners}): drop them")
 
 
 def _checked_strategy(algorithm: str) -> Any:
@@ -174,14 +188,20 @@ def validate(config: SearchConfig) -> None:
                           f"the edges of space {config.space} hold at most {most_ops}: search it with darts, pc-darts "
                           "or rf-darts")
     stages = config.num_stages
+    if stages > 1 and not strategy.MULTI_STAGE:
+        raise ConfigError(f"--algorithm {config.algorithm} searches one stage: give --layers one value (stages of "
+                          "several depths: --algorithm pdarts)")
+    made = f"--layers {' '.join(map(str, config.layers))} makes {stages} stage{'s' * (stages > 1)}"
     for name in PER_STAGE[1:]:
         value = getattr(config, name)
         if len(value) == 1:
             setattr(config, name, value * stages)
         elif len(value) != stages:
-            raise ConfigError(f"--{name.replace('_', '-')} needs 1 or {stages} values (one per stage), got {len(value)}")
+            raise ConfigError(f"{made}, but --{name.replace('_', '-')} has {_values(len(value))} "
+                              f"({one_line(' '.join(map(str, value)), 40)}): give it 1 or {stages}")
     if len(config.keep_ops) != stages - 1:
-        raise ConfigError(f"--keep-ops needs {stages - 1} values (ops kept per edge after each stage but the last)")
+        raise ConfigError(f"{made}, but --keep-ops has {_values(len(config.keep_ops))}: give it {stages - 1} (ops "
+                          "kept per edge after each stage but the last)")
     kept = [most_ops, *config.keep_ops]
     if any(not 2 <= k <= before for before, k in zip(kept, kept[1:])):
         raise ConfigError(f"--keep-ops {' '.join(map(str, config.keep_ops))}: an edge keeps at least 2 ops (so one "
@@ -225,7 +245,13 @@ def validate(config: SearchConfig) -> None:
                               "which the compiled cells do not see; drop one of them")
     if config.batch_size < 2:
         raise ConfigError("--batch-size must be at least 2 (BatchNorm needs more than one sample)")
+    if config.rf_train_classifier and not config.random_features:
+        raise ConfigError("--rf-train-classifier needs --random-features (without them the classifier trains anyway)")
     _check_training(config)
+
+
+def _values(n: int) -> str:
+    return f"{n} value{'s' * (n != 1)}"
 
 
 def _check_training(c: SearchConfig) -> None:

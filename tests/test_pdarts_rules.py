@@ -312,11 +312,15 @@ def test_presets_and_overrides():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"epochs": [25, 25]}, r"--epochs needs 1 or 3 values \(one per stage\), got 2"),
-    ({"skip_dropout": [0.1, 0.2, 0.3, 0.4]}, r"--skip-dropout needs 1 or 3 values \(one per stage\), got 4"),
-    ({"arch_frozen_epochs": [10, 10]}, r"--arch-frozen-epochs needs 1 or 3 values \(one per stage\), got 2"),
-    ({"layers": [5, 11]}, r"needs 1 or 2 values \(one per stage\), got 3"),
-    ({"keep_ops": [5]}, r"--keep-ops needs 2 values"),
+    ({"epochs": [25, 25]}, r"^--layers 5 11 17 makes 3 stages, but --epochs has 2 values \(25 25\): give it 1 or 3$"),
+    ({"skip_dropout": [0.1, 0.2, 0.3, 0.4]}, r"^--layers 5 11 17 makes 3 stages, but --skip-dropout has 4 values "
+                                             r"\(0.1 0.2 0.3 0.4\): give it 1 or 3$"),
+    ({"arch_frozen_epochs": [10, 10]}, r"^--layers 5 11 17 makes 3 stages, but --arch-frozen-epochs has 2 values"),
+    # the message names the cause (--layers), not only the default it does not fit
+    ({"layers": [5, 11]}, r"^--layers 5 11 makes 2 stages, but --skip-dropout has 3 values \(0.0 0.4 0.7\): give it 1 "
+                          r"or 2$"),
+    ({"layers": [5, 11], "skip_dropout": [0.1]}, r"^--layers 5 11 makes 2 stages, but --keep-ops has 2 values: give it 1 "),
+    ({"keep_ops": [5]}, r"^--layers 5 11 17 makes 3 stages, but --keep-ops has 1 value: give it 2 \(ops kept per edge"),
     ({"keep_ops": [5, 1]}, r"--keep-ops 5 1: an edge keeps at least 2 ops \(so one besides none\) and never more"),
     ({"keep_ops": [0, 0]}, r"--keep-ops 0 0: an edge keeps at least 2 ops"),
     ({"keep_ops": [3, 5]}, r"--keep-ops 3 5: an edge keeps at least 2 ops .* never more than it had"),
@@ -331,6 +335,31 @@ def test_presets_and_overrides():
 def test_config_errors(overrides, message):
     with pytest.raises(ConfigError, match=message):
         resolve_config("pdarts", "cifar10", **overrides)
+
+
+@pytest.mark.parametrize("algorithm, overrides, message", [
+    # ignored by the algorithm before, and recorded in config.json as if applied
+    ("darts", {"skip_dropout": [0.5], "skip_limit": 0, "add_op_epochs": 3},
+     r"^--algorithm darts does not use --skip-dropout, --skip-limit, --add-op-epochs \(settings of opp-darts and "
+     r"pdarts\): drop them$"),
+    ("opp-darts", {"keep_ops": [3]}, r"^--algorithm opp-darts does not use --keep-ops \(settings of pdarts\): drop them$"),
+    ("pc-darts", {"opp_score_bn": "reference"}, r"^--algorithm pc-darts does not use --opp-score-bn \(settings of "
+                                                r"opp-darts\)"),
+    ("pdarts", {"opp_score_batches": 2}, r"^--algorithm pdarts does not use --opp-score-batches \(settings of opp-darts"),
+    ("darts", {"layers": [5, 8]}, r"^--algorithm darts searches one stage: give --layers one value"),
+    ("rf-darts", {"layers": [5, 8], "skip_dropout": [0.0]}, r"^--algorithm rf-darts does not use --skip-dropout"),
+    ("darts", {"rf_train_classifier": True}, r"^--rf-train-classifier needs --random-features"),
+])
+def test_settings_the_algorithm_does_not_use(algorithm, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_config(algorithm, "cifar10", **overrides)
+
+
+def test_settings_of_the_algorithm_itself_are_taken():
+    assert resolve_config("pdarts", "cifar10", skip_dropout=[0.1], skip_limit=0, keep_ops=[4, 2]).keep_ops == [4, 2]
+    config = resolve_config("opp-darts", "cifar10", add_op_epochs=3, opp_score_batches=2, opp_score_bn="reference")
+    assert (config.add_op_epochs, config.opp_score_batches, config.opp_score_bn) == (3, 2, "reference")
+    assert resolve_config("rf-darts", "cifar10", rf_train_classifier=True).rf_train_classifier is True
 
 
 def test_unknown_algorithm_and_preset():

@@ -192,7 +192,11 @@ def test_finished_run_is_never_overwritten(pdarts_run: Path, capsys: pytest.Capt
     "args, message",
     [
         (["--resume", "--out", ""], "nothing to resume"),
-        (["--layers", "5", "11"], "--skip-dropout needs 1 or 2 values"),
+        (["--layers", "5", "11"], r"^error: --layers 5 11 makes 2 stages, but --skip-dropout has 3 values \(0.0 0.4 0.7\): "
+                                  "give it 1 or 2$"),
+        (["--algorithm", "darts", "--skip-dropout", "0.5", "--skip-limit", "0", "--add-op-epochs", "3"],
+         r"^error: --algorithm darts does not use --skip-dropout, --skip-limit, --add-op-epochs \(settings of opp-darts "
+         r"and pdarts\): drop them$"),
         (["--channels", "7"], "--channels must be even"),
         (["--epochs", "2", "--arch-frozen-epochs", "2"], "leaves no epoch"),
         (["--skip-dropout", "1.5"], r"\[0, 1\)"),

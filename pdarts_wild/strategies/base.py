@@ -45,6 +45,10 @@ class Strategy:
     """Base strategy: one stage, no pruning, no skip-connect dropout. Subclasses override the parts they change."""
 
     name: ClassVar[str]
+    # Settings of this algorithm that others ignore: given to another algorithm, they are refused, not recorded as
+    # if applied. Several stages (--layers with several values) are the P-DARTS strategy's alone.
+    OWN_SETTINGS: ClassVar[tuple[str, ...]] = ()
+    MULTI_STAGE: ClassVar[bool] = False
 
     def __init__(self, config: Any) -> None:
         self.config = config

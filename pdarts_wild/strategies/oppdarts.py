@@ -32,6 +32,7 @@ class OPPDARTS(DARTS):
     """OPP-DARTS: 8 cells, 50 epochs, an op added every 2 epochs; the rest as DARTS."""
 
     name = "opp-darts"
+    OWN_SETTINGS = ("add_op_epochs", "opp_score_batches", "opp_score_bn")
     DEFAULTS: ClassVar[dict[str, Any]] = {**DARTS.DEFAULTS, "add_op_epochs": 2}
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "quick": {**DARTS.PRESETS["quick"], "epochs": [16], "add_op_epochs": 2, "opp_score_batches": 10},

@@ -20,6 +20,8 @@ class PDARTS(Strategy):
     """P-DARTS as in the authors' code (first-order architecture steps, fresh supernet per stage)."""
 
     name = "pdarts"
+    OWN_SETTINGS = ("skip_dropout", "skip_limit", "keep_ops")
+    MULTI_STAGE = True
     DEFAULTS: ClassVar[dict[str, Any]] = {
         "layers": [5, 11, 17], "epochs": [25], "arch_frozen_epochs": [10], "skip_dropout": [0.0, 0.4, 0.7],
         "keep_ops": [5, 3], "batch_size": 96, "lr_min": 0.0, "arch_lr": 6e-4, "arch_grad_clip": 5.0,
