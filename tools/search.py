@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 
+from pdarts_wild.cli import ToolParser
 from pdarts_wild.compiling import BACKENDS, COMPILE_MODES
 from pdarts_wild.config import PRESETS, ConfigError, SearchConfig, resolve_config
 from pdarts_wild.data import DATASETS, DataError
@@ -36,7 +37,7 @@ RUN_FLAGS = ("out", "resume", "device", "progress")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ToolParser(
         prog="tools/search.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Hyper-parameters left out take the paper's value for the chosen algorithm and dataset, "
                "or the preset's. Per-stage flags take one value per stage, or one value for all stages.")
