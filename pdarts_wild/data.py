@@ -211,13 +211,27 @@ class _CIFAR10(_AsIsFiles, datasets.CIFAR10):
             raise DataError(f"{self.title} not found: put {self.where_hint()} into {self.root}")
         files = self.train_list if train else self.test_list
         batches = [self._read(name, ("data", self.label_key)) for name, _ in files]
+        self._load_meta()
+        for (name, _), batch in zip(files, batches):
+            self._check_labels(name, batch)
         self.data = np.vstack([batch["data"] for batch in batches]).reshape(-1, 3, 32, 32).transpose((0, 2, 3, 1))
         self.targets = [label for batch in batches for label in batch[self.label_key]]
-        self._load_meta()
 
     def _load_meta(self) -> None:
         self.classes = self._read(self.meta["filename"], (self.meta["key"],))[self.meta["key"]]
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
+
+    def _check_labels(self, name: str, batch: dict) -> None:
+        """One label per image, each a class of this dataset: a label out of range would stop the search only at
+        its loss (an IndexError), after the run folder was written."""
+        path = Path(self.root) / self.base_folder / name
+        labels, images, n = batch[self.label_key], batch["data"], len(self.classes)
+        if not isinstance(labels, (list, tuple, np.ndarray)) or not hasattr(images, "__len__") \
+                or len(labels) != len(images):
+            raise DataError(f"{path} does not hold one label per image: replace it with the official file")
+        if not all(isinstance(label, (int, np.integer)) and 0 <= label < n for label in labels):
+            raise DataError(f"{path} holds labels outside 0..{n - 1} ({self.title} has {n} classes): replace it with "
+                            "the official file")
 
     def _read(self, name: str, keys: tuple[str, ...]) -> dict:
         """The dict pickled in batch file ``name``, holding ``keys``; a DataError naming the file otherwise."""

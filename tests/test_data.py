@@ -23,6 +23,7 @@ from pdarts_wild.data import (
     Cutout,
     DataError,
     build_search_dataset,
+    build_test_dataset,
     dataset_info,
     split_indices,
 )
@@ -206,6 +207,21 @@ def test_corrupt_cifar_batch_is_named(tmp_path: Path) -> None:
         warnings.simplefilter("ignore")
         build_search_dataset("cifar10", tmp_path, download=False)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("labels, message", [
+    ([99] * 8, "holds labels outside 0..9 (CIFAR-10 has 10 classes)"),
+    ([1] * 7, "does not hold one label per image"),
+], ids=["out-of-range", "count"])
+def test_cifar_labels_that_are_not_its_classes_are_named(tmp_path: Path, labels: list[int], message: str) -> None:
+    write_cifar10(tmp_path, n_train=40, n_test=8)
+    test_batch = tmp_path / "cifar-10-batches-py" / "test_batch"
+    batch = pickle.loads(test_batch.read_bytes(), encoding="latin1")
+    test_batch.write_bytes(pickle.dumps({**batch, "labels": labels}))
+    with pytest.raises(DataError) as info, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        build_test_dataset("cifar10", tmp_path, download=False)
+    assert str(info.value) == f"{test_batch} {message}: replace it with the official file"
 
 
 def test_corrupt_tarball_is_named(tmp_path: Path) -> None:
