@@ -632,7 +632,8 @@ TAMPERED: dict[str, tuple[Callable[[dict], None], str]] = {
     "end-without-alphas": (_at_the_end_without_alphas, "last_alphas do not fit stage index 1 of this search"),
     "history-cut": (lambda s: s.update(history=[]), "its history, stage genotypes or op growth do not fit"),
     "rng-empty": (lambda s: s.update(rng={}), "does not fit this run: it lacks 'torch'"),
-    "rng-size": (lambda s: s["rng"].update(torch=torch.zeros(3, dtype=torch.uint8)), "RNG state size"),
+    "rng-size": (lambda s: s["rng"].update(torch=torch.zeros(3, dtype=torch.uint8)),
+                 "does not fit this run (Expected a CPUGeneratorImplState"),  # torch's message, clipped with long paths
 }
 
 
