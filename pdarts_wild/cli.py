@@ -43,3 +43,11 @@ class ToolParser(argparse.ArgumentParser):
 
 def _unquote(text: str) -> str:
     return text[1:-1] if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"" else text
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a network cannot have 0 or -3 classes, channels, cells or pixels."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value

@@ -11,6 +11,7 @@ from pdarts_wild.cli import ToolParser
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import transfer  # noqa: E402  (tools/transfer.py)
+import export_onnx  # noqa: E402  (tools/export_onnx.py)
 import train_cifar  # noqa: E402  (tools/train_cifar.py)
 
 
@@ -40,12 +41,15 @@ def test_a_mistake_is_one_error_line(argv: list[str], message: str, capsys: pyte
 
 
 def test_the_tools_use_it(capsys: pytest.CaptureFixture[str]) -> None:
-    """Two tools (a study's sub-command, a training tool through backbones.train_cli): the line, no usage dump."""
+    """Three tools (a study's sub-command, a training tool through backbones.train_cli, a network size of 0): the
+    line, no usage dump."""
     for main, argv, message in [
         (transfer.main, ["run", "--tasks", "cifar10", "--out", "x", "--preset", "tiy"],
          "argument --preset: invalid choice 'tiy' (closest: tiny; all: tools/transfer.py run --help)"),
         (train_cifar.main, ["--dataset", "cifar11"],
          "argument --dataset: invalid choice 'cifar11' (closest: cifar10, cifar100; all: tools/train_cifar.py --help)"),
+        (export_onnx.main, ["pdarts_c10", "--out", "x.onnx", "--channels", "0"],
+         "argument --channels: must be a positive integer, got 0 (see tools/export_onnx.py --help)"),
     ]:
         with pytest.raises(SystemExit) as stop:
             main(argv)

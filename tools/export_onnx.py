@@ -33,7 +33,7 @@ from torch import nn
 
 from backbones.timm_pdarts import MODEL_NAMES, checkpoint_filter_fn
 from pdarts_wild.checkpoints import checkpoint_contents, load_weights, read_checkpoint
-from pdarts_wild.cli import ToolParser
+from pdarts_wild.cli import ToolParser, positive_int
 from pdarts_wild.files import atomic_write
 from pdarts_wild.genotype import GenotypeError
 from pdarts_wild.messages import unknown_name
@@ -118,10 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("model", help="registered model name, or a genotype (with --net)")
     parser.add_argument("--out", required=True, help="the .onnx file to write")
     parser.add_argument("--net", choices=sorted(NET_MODELS), help="network for a genotype: cifar or imagenet (mobile)")
-    parser.add_argument("--num-classes", type=int, help="default: the model's (10, 100 or 1000)")
-    parser.add_argument("--channels", type=int, help="initial channels C (default: the model's)")
-    parser.add_argument("--layers", type=int, help="number of cells (default: the model's)")
-    parser.add_argument("--input-size", type=int, nargs="+", metavar="PIXELS",
+    parser.add_argument("--num-classes", type=positive_int, help="default: the model's (10, 100 or 1000)")
+    parser.add_argument("--channels", type=positive_int, help="initial channels C (default: the model's)")
+    parser.add_argument("--layers", type=positive_int, help="number of cells (default: the model's)")
+    parser.add_argument("--input-size", type=positive_int, nargs="+", metavar="PIXELS",
                         help="H [W] of the traced input (default: the model's, 32 or 224)")
     parser.add_argument("--checkpoint", help="weights to load: the authors' release or a training checkpoint")
     parser.add_argument("--tolerance", type=float, default=1e-4,

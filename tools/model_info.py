@@ -25,7 +25,7 @@ from typing import Any, Callable
 import torch
 
 from backbones.complexity import count_macs
-from pdarts_wild.cli import ToolParser
+from pdarts_wild.cli import ToolParser, positive_int
 from pdarts_wild.genotype import GenotypeError
 from pdarts_wild.nb201 import NB201Arch, NetworkNB201
 from pdarts_wild.networks import NetworkCIFAR, NetworkImageNet, count_parameters
@@ -86,14 +86,6 @@ def model_info(
             layers=layers or setting.layers,
         )
     return {"params": count_parameters(model), "macs": count_macs(model, (size, size))}
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: a network cannot have 0 or -3 classes, channels, cells or pixels."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
