@@ -1,4 +1,5 @@
-"""Let ``torch.load(weights_only=True)`` (the default since torch 2.6) read MMEngine's own checkpoints.
+"""Let ``torch.load(weights_only=True)`` (the default since torch 2.6) read MMEngine's own checkpoints, and make
+MMEngine read remote ones (``http(s)://``, ``torchvision://``, ``open-mmlab://``, ...) weights-only too.
 
 ``mim test``, ``mim train --resume`` and ``load_from`` load them; every detection config of ours imports this
 module (through ``backbones.mmdet_pdarts`` or ``backbones.mmdet_metrics``) before any checkpoint is read.
@@ -6,11 +7,12 @@ module (through ``backbones.mmdet_pdarts`` or ``backbones.mmdet_metrics``) befor
 from __future__ import annotations
 
 import pickle
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
+from mmengine.runner import checkpoint as mmengine_checkpoint
 
 # HistoryBuffer pickles its statistics methods; protocol 2 writes them as getattr(HistoryBuffer, name).
 HISTORY_BUFFER_METHODS = ("min", "max", "current", "mean")
@@ -46,4 +48,13 @@ def allow_mmengine_checkpoints() -> None:
     )
 
 
+def load_url_weights_only(url: str, model_dir: str | None = None, map_location: Any = None, progress: bool = True,
+                          check_hash: bool = False, file_name: str | None = None) -> Any:
+    """MMEngine's ``load_url`` for every remote scheme, but weights-only: torch.hub's own defaults to
+    ``weights_only=False``, which would run whatever a downloaded pickle names."""
+    return torch.hub.load_state_dict_from_url(url, model_dir=model_dir, map_location=map_location, progress=progress,
+                                              check_hash=check_hash, file_name=file_name, weights_only=True)
+
+
 allow_mmengine_checkpoints()
+mmengine_checkpoint.load_url = load_url_weights_only  # looked up at each call by load_from_http and its callers

@@ -25,6 +25,9 @@ from torch import nn
 from . import mmdet_checkpoints  # noqa: F401  (allow-lists MMEngine's checkpoint classes)
 from .complexity import macs_of
 from .run_record import metric, write_metrics
+from pdarts_wild.checkpoints import CheckpointError, weights_mismatch
+from pdarts_wild.files import atomic_write
+from pdarts_wild.messages import describe
 from pdarts_wild.networks import count_parameters
 
 RUN_RECORD = "run.json"
@@ -68,9 +71,9 @@ class MetricsJsonHook(Hook):
         run = self._run_identity(runner)
         record = work_dir / RUN_RECORD
         if record.is_file():
-            saved = json.loads(record.read_text())
-            if {k: saved.get(k) for k in run} != run:
-                raise WorkDirError(f"work dir {work_dir} holds a run of another backbone or genotype ({RUN_RECORD}: "
+            saved = _saved_run(record)
+            if {k: saved.get(k) for k in run if k in saved} != {k: run[k] for k in run if k in saved}:
+                raise WorkDirError(f"work dir {work_dir} holds a run of another backbone, genotype or size ({RUN_RECORD}: "
                                    f"{saved.get('backbone')}, {_short(saved.get('genotype'))}): choose another --work-dir")
             if training and not runner._resume:
                 raise WorkDirError(f"work dir {work_dir} holds a run ({RUN_RECORD}): add --resume to continue it, or "
@@ -79,7 +82,7 @@ class MetricsJsonHook(Hook):
             raise WorkDirError(f"work dir {work_dir} holds checkpoints of another run: choose another --work-dir")
         barrier()  # every process has checked before the first one records the run
         if is_main_process() and not record.is_file():
-            record.write_text(json.dumps(run, indent=2) + "\n")
+            atomic_write(record, json.dumps(run, indent=2) + "\n")
         self.checked = True
 
     @staticmethod
@@ -87,12 +90,18 @@ class MetricsJsonHook(Hook):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         backbone = model.backbone
         return {"detector": type(model).__name__, "backbone": architecture(backbone),
-                "genotype": getattr(backbone, "genotype", None)}
+                "genotype": getattr(backbone, "genotype", None), "backbone_params": count_parameters(backbone)}
 
     # ------------------------------------------------------------------------------------------ test
 
     def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
-        """Keep how long the tested weights were trained (MMEngine's checkpoint ``meta``)."""
+        """Keep how long the tested weights were trained (MMEngine's checkpoint ``meta``); to test, they must fit the
+        detector (MMEngine loads what fits and only warns, and the test would score a half-random detector)."""
+        if not isinstance(runner._train_loop, BaseLoop):  # a test; load_from for training may change the head
+            model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+            problem = weights_mismatch(model.state_dict(), checkpoint.get("state_dict", checkpoint))
+            if problem:
+                raise CheckpointError(f"{runner._load_from} {problem}")
         meta = checkpoint.get("meta") or {}
         self.trained = {"epochs": meta.get("epoch"), "iters": meta.get("iter")}
 
@@ -146,6 +155,19 @@ def _dataset_name(evaluator: Any) -> str:
     """The test annotation file's stem (``instances_val2017``), or ``coco``."""
     ann_file = evaluator.get("ann_file") if isinstance(evaluator, dict) else None
     return Path(ann_file).stem if ann_file else "coco"
+
+
+def _saved_run(record: Path) -> dict[str, Any]:
+    """The work dir's run record; a WorkDirError when it cannot be read (not ours: it is written atomically)."""
+    try:
+        saved = json.loads(record.read_text())
+    except (OSError, ValueError) as e:
+        raise WorkDirError(f"{record} cannot be read ({describe(e)}): delete it if the work dir holds this run, "
+                           "or choose another --work-dir") from None
+    if not isinstance(saved, dict):
+        raise WorkDirError(f"{record} is not a run record: delete it if the work dir holds this run, or choose "
+                           "another --work-dir")
+    return saved
 
 
 def _short(genotype: Optional[str]) -> str:

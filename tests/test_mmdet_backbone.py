@@ -1,6 +1,11 @@
 """MMDetection backbone PDARTSNet: feature levels, freezing, norm_eval, ImageNet weights, shipped configs, errors."""
 from __future__ import annotations
 
+import functools
+import http.server
+import os
+import pickle
+import threading
 from pathlib import Path
 
 import pytest
@@ -8,6 +13,7 @@ import timm
 import torch
 from mmdet.registry import MODELS
 from mmengine.config import Config
+from mmengine.runner import CheckpointLoader
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -182,6 +188,38 @@ def test_pretrained_checkpoint_of_another_network_or_missing_file_is_refused(tmp
         build(init_cfg=dict(type="Pretrained", checkpoint=str(other))).init_weights()
     with pytest.raises(FileNotFoundError, match="absent.pth"):
         build(init_cfg=dict(type="Pretrained", checkpoint=str(tmp_path / "absent.pth"))).init_weights()
+
+
+class Payload:
+    """A pickle that runs a command when loaded without weights_only (it touches a file)."""
+
+    def __init__(self, mark: Path) -> None:
+        self.mark = mark
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.mark}",)
+
+
+def test_remote_checkpoint_is_read_weights_only(tmp_path, monkeypatch):
+    """An http:// checkpoint (here from a local server) goes through MMEngine's load_url, which torch.hub reads with
+    weights_only=False unless told otherwise: the pickle's command must not run, neither for init_cfg nor load_from."""
+    mark = tmp_path / "ran"
+    served = tmp_path / "served"
+    served.mkdir()
+    torch.save({"state_dict": {"x": Payload(mark)}}, served / "evil.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/evil.pth"
+    try:
+        with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+            build(init_cfg=dict(type="Pretrained", checkpoint=url)).init_weights()
+        with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+            CheckpointLoader.load_checkpoint(url, map_location="cpu")  # what load_from and mim test use
+    finally:
+        server.shutdown()
+    assert not mark.exists()
 
 
 @pytest.mark.parametrize("out_indices", [(1, 4), (), (2, 2), (-1,)])

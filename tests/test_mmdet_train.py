@@ -29,6 +29,7 @@ from mmdet.registry import DATASETS, MODELS
 
 from backbones.mmdet_datasets import CocoFormatDataset
 from backbones.mmdet_metrics import WorkDirError
+from pdarts_wild.checkpoints import CheckpointError
 from backbones.mmdet_pdarts import PDARTSNet  # the import allow-lists MMEngine's checkpoint classes
 from backbones.timm_convert import ConversionError, mobilenetv2_to_mmdet, resnet_from_timm
 from datagen import write_coco
@@ -251,13 +252,32 @@ def test_work_dir_of_another_run_is_refused(retinanet_run, tmp_path):
     config, first_run = retinanet_run
     work_dir = shutil.copytree(first_run, tmp_path / "work")
     before = {p.name: p.read_bytes() for p in work_dir.glob("*.pth")}
-    for genotype, resume, message in (("DARTS_V2", True, "holds a run of another backbone or genotype"),
-                                      ("PDARTS", False, "holds a run (run.json): add --resume")):
+    for genotype, channels, resume, message in (
+            ("DARTS_V2", 8, True, "holds a run of another backbone, genotype or size"),
+            ("PDARTS", 16, True, "holds a run of another backbone, genotype or size"),  # MMEngine: a shape error
+            ("PDARTS", 8, False, "holds a run (run.json): add --resume")):
         cfg = Config.fromfile(config)
         cfg.work_dir, cfg.resume, cfg.model.backbone.genotype = str(work_dir), resume, genotype
+        cfg.model.backbone.init_channels = channels
         with pytest.raises(WorkDirError, match=re.escape(message)):
             Runner.from_cfg(cfg).train()
     assert {p.name: p.read_bytes() for p in work_dir.glob("*.pth")} == before
+    (work_dir / "run.json").write_text("")  # not ours: written atomically
+    cfg = Config.fromfile(config)
+    cfg.work_dir, cfg.resume = str(work_dir), True
+    with pytest.raises(WorkDirError, match=re.escape(f"{work_dir / 'run.json'} cannot be read")):
+        Runner.from_cfg(cfg).train()
+
+
+def test_a_test_of_weights_that_do_not_fit_is_refused(retinanet_run, tmp_path):
+    """MMEngine loads what fits and warns; the test would score a half-random detector and write metrics.json."""
+    config, work_dir = retinanet_run
+    cfg = Config.fromfile(config)
+    cfg.work_dir, cfg.load_from, cfg.model.backbone.genotype = str(tmp_path), str(work_dir / f"iter_{ITERS}.pth"), \
+        "DARTS_V2"
+    with pytest.raises(CheckpointError, match=re.escape(f"iter_{ITERS}.pth does not match this network")):
+        Runner.from_cfg(cfg).test()
+    assert not (tmp_path / "metrics.json").exists()
 
 
 def test_coco_format_dataset_takes_its_classes_from_the_annotation_file(tmp_path):
