@@ -9,7 +9,7 @@ SCHEDULES = ("linear", "cosine", "poly")
 
 
 class PDartsLinearLRScheduler(Scheduler):
-    """P-DARTS' ImageNet ``linear`` schedule (``transfer.md`` §2), with timm's scheduler interface.
+    """P-DARTS' ImageNet ``linear`` schedule (its authors' train_imagenet.py), with timm's scheduler interface.
 
     With E epochs and a tail of T = min(5, E - 1) epochs, epoch e gets lr0 (E-T-e)/(E-T) for e < E-T and
     lr0 (E-e)/(T (E-T)) in the tail: the smaller slope keeps the last epochs above zero (E=250, lr0 0.5:

@@ -259,7 +259,8 @@ def test_train_then_test_only_on_market1501(reid_root: Path, tmp_path: Path, mon
     assert "holds another run (config.yaml)" in capsys.readouterr().err
     assert sorted(p.name for p in save.rglob("*")) == before
 
-    code, output = run_tool(*config, "--test-only", *tiny, "model.load_weights", str(checkpoint))
+    assert tiny[:2] == ["model.pretrained", "False"]  # tested without: the config's pretrained True needs no path
+    code, output = run_tool(*config, "--test-only", *tiny[2:], "model.load_weights", str(checkpoint))
     assert code == 0, output[-2000:]
     assert "Successfully loaded pretrained weights" in output and "=> Start training" not in output
     assert metrics(output) == pytest.approx((rank1, mean_ap), abs=1e-3)

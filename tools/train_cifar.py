@@ -30,7 +30,7 @@ def default_model(config: argparse.Namespace) -> str:
     return MODELS[config.dataset]
 
 
-DEFAULTS: Defaults = {  # pdarts.md §8
+DEFAULTS: Defaults = {  # P-DARTS' CIFAR evaluation (its authors' train_cifar.py)
     "dataset": "cifar10", "data": "data", "cutout": 16, "seed": 0, "workers": 2,
     "model": default_model, "auxiliary_weight": 0.4, "drop_path": 0.3,
     "epochs": 600, "batch_size": 128, "lr": 0.025, "sched": "cosine", "lr_min": 0.0, "momentum": 0.9,

@@ -22,7 +22,7 @@ from backbones.train_cli import Defaults, run_training, training_parser
 from backbones.training import Data, TrainError
 from pdarts_wild.distributed import Distributed
 
-DEFAULTS: Defaults = {  # transfer.md §2
+DEFAULTS: Defaults = {  # P-DARTS' ImageNet mobile setting (its paper and authors' code)
     "data": "data/imagenet", "input_size": 224, "color_jitter": [0.4, 0.4, 0.4, 0.2], "seed": 0, "workers": 8,
     "model": "pdarts_imagenet", "auxiliary_weight": 0.4, "drop_path": 0.0,
     "epochs": 250, "batch_size": 256, "lr": 0.1, "sched": "linear", "lr_min": 0.0, "momentum": 0.9,

@@ -381,7 +381,9 @@ def build(cfg: Config) -> Job:
             raise ConfigError(f"model.{key}: checkpoint {cfg['model'][key]!r} not found")
     check_model(cfg)
     datamanager = build_datamanager(cfg)
-    model = build_model(cfg, datamanager.num_train_pids)
+    # weights to test or resume replace the whole trunk: its ImageNet checkpoint would be read for nothing
+    from_checkpoint = bool(cfg["model"]["load_weights"] or cfg["model"]["resume"])
+    model = build_model(cfg, datamanager.num_train_pids, pretrained=False if from_checkpoint else None)
     for key in ("load_weights", "resume"):
         if cfg["model"][key]:
             check_reid_checkpoint(cfg["model"][key], model, classifier=key == "resume")
