@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pdarts_wild.messages import problem
 
@@ -71,20 +72,27 @@ def skip_reason(cell: Cell, retry_failed: bool) -> str | None:
     return None
 
 
-def _in_slurm(cell: Cell, out: Path) -> str | None:
-    """Why a cell submitted to Slurm is left to its job; None when it was not, or when Slurm says the job is gone
-    (cancelled, failed, lost with its node): then this runner takes the cell over."""
-    status = read_status(cell.folder)
+def slurm_job_gone(out: Path, status: dict[str, Any]) -> bool:
+    """Whether the Slurm job that a queued or running cell's status names is gone (cancelled, failed, lost with its
+    node), as submitit's sacct watcher says; False while it is alive or unknown, or without submitit."""
     job = status.get("job_id")
-    if status.get("state") not in (QUEUED, RUNNING) or not job:
-        return None
-    if importlib.util.find_spec("submitit") is not None:
-        from .slurm import job_alive
+    if status.get("state") not in (QUEUED, RUNNING) or not job or importlib.util.find_spec("submitit") is None:
+        return False
+    from .slurm import job_alive
 
-        if not job_alive(out, str(job)):
-            write_status(cell.folder, job_id=None)
-            return None
-    return f"{status['state']} in Slurm as job {job} (scancel it to run the cell here)"
+    return not job_alive(out, str(job))
+
+
+def _in_slurm(cell: Cell, out: Path) -> str | None:
+    """Why a cell submitted to Slurm is left to its job; None when it was not, or when its job is gone: then this
+    runner takes the cell over."""
+    status = read_status(cell.folder)
+    if status.get("state") not in (QUEUED, RUNNING) or not status.get("job_id"):
+        return None
+    if slurm_job_gone(out, status):
+        write_status(cell.folder, job_id=None)
+        return None
+    return f"{status['state']} in Slurm as job {status['job_id']} (scancel it to run the cell here)"
 
 
 def blocked_reason(cell: Cell, submitted: dict[str, str]) -> str | None:

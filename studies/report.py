@@ -14,6 +14,7 @@ from typing import Any
 
 from .cells import BLOCKED, FAILED, PENDING, QUEUED, RUNNING, read_status
 from .errors import StudyError
+from .launch import slurm_job_gone
 from .results import SEARCH_METRIC, SEARCH_TASK
 from .tasks import REID, parse_tasks
 
@@ -109,8 +110,9 @@ def plot(lines: list[dict[str, Any]], study: dict[str, Any], path: Path) -> dict
 def status_lines(out: Path, study: dict[str, Any], driven: bool) -> list[str]:
     """One line per cell: its state, attempts, times and the reason of a failure; then the count per state.
 
-    Shown as ``interrupted``: a ``running`` local cell while no runner drives the study; as ``blocked``: a pending
-    or queued cell whose ImageNet cell failed (Slurm cancels such a job)."""
+    Shown as ``interrupted``: a ``running`` local cell while no runner drives the study; as ``gone``: a queued or
+    running cell whose Slurm job is no more; as ``blocked``: a pending or queued cell whose ImageNet cell failed
+    (Slurm cancels such a job)."""
     header = ["cell", "state", "attempts", "start", "end", "reason"]
     rows, counts = [], {}
     for cell in study["cells"]:
@@ -118,6 +120,8 @@ def status_lines(out: Path, study: dict[str, Any], driven: bool) -> list[str]:
         state, reason = s.get("state", PENDING), s.get("error") or ""
         if state == RUNNING and not driven and not s.get("job_id"):
             state = "interrupted"
+        if slurm_job_gone(out, s):
+            state, reason = "gone", f"its Slurm job {s['job_id']} is gone: run the study again (the tool resumes)"
         dependency = read_status(out / cell["depends_on"]) if cell["depends_on"] else {}
         if state in (PENDING, QUEUED) and dependency.get("state") in (FAILED, BLOCKED):
             state, reason = BLOCKED, f"waits for {cell['depends_on']}, which is {dependency['state']}"

@@ -266,6 +266,9 @@ def test_slurm_jobs_wait_for_their_imagenet_job(data_root: Path, tmp_path: Path,
     # Job 1 cancelled, job 2 pending (a stand-in sacct): the local runner takes the cancelled job's cell over.
     (bin_dir / "sacct").write_text('#!/bin/sh\nprintf "JobID|State|NodeList\\n1|CANCELLED by 0|\\n2|PENDING|\\n"\n')
     (bin_dir / "sacct").chmod(0o755)
+    shown = transfer_cli("status", str(out)).stdout
+    assert re.search(r"^PDARTS/imagenet +gone +0 .* its Slurm job 1 is gone: run the study again", shown, re.M)
+    assert re.search(r"^PDARTS/market1501 +queued ", shown, re.M)
     done = transfer_cli(*run_args(data_root, out, "PDARTS", "imagenet,market1501"))
     assert done.returncode == 1, done.stdout + done.stderr
     assert "[1/2] PDARTS/imagenet: finished (" in done.stdout
