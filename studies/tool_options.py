@@ -76,14 +76,11 @@ def _check_flag(task: Task, key: str, value: str | None) -> None:
         try:
             typed = action.type(item) if callable(action.type) else item
         except (TypeError, ValueError, argparse.ArgumentTypeError) as e:
-            raise StudyError(f"{_where(task, key, value)}: {flag} takes {_type_name(action)} ({describe(e)})") from None
+            kind = {int: "takes an integer ", float: "takes a number "}.get(action.type, "")  # type: ignore[arg-type]
+            raise StudyError(f"{_where(task, key, value)}: {flag} {kind}({describe(e)})") from None
         if action.choices is not None and typed not in action.choices:
             raise StudyError(f"{_where(task, key, value)}: {flag} takes one of "
                              f"{', '.join(map(str, action.choices))}")
-
-
-def _type_name(action: argparse.Action) -> str:
-    return {int: "an integer", float: "a number"}.get(action.type, "another value")  # type: ignore[arg-type]
 
 
 @functools.lru_cache(maxsize=None)
