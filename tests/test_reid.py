@@ -311,6 +311,9 @@ def test_triplet_on_msmt17_resumes_and_tests_on_dukemtmcreid(reid_root: Path, tm
     ([], ["test.dist_metric", "cosin"], "unknown test.dist_metric 'cosin' (closest: cosine; all: euclidean, cosine)"),
     ([], ["train.optim", "adamm"], "unknown train.optim 'adamm' (closest: adam, radam; all: adam, amsgrad, sgd,"),
     ([], ["train.lr_scheduler", "cosin"], "unknown train.lr_scheduler 'cosin' (closest: cosine; all: single_step"),
+    ([], ["sampler.train_sampler", "RandomIdentitySamper"], "unknown sampler.train_sampler 'RandomIdentitySamper' "
+                                                           "(closest: RandomIdentitySampler"),
+    ([], ["data.transforms", "['random_flp']"], "unknown data.transforms 'random_flp' (closest: random_flip"),
     ([], ["data.targets", "[]"], "data.targets must be a non-empty list of dataset names, got []"),
     ([], ["data.sources", "[1]"], "data.sources must be a non-empty list of dataset names, got [1]"),
     ([], ["test.visrank", "True"], "test.visrank True only works with --test-only"),

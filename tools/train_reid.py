@@ -45,6 +45,7 @@ from torchreid.reid import engine as reid_engine
 from torchreid.reid import models as reid_models
 from torchreid.reid import optim as reid_optim
 from torchreid.reid import utils as reid_utils
+from torchreid.reid.data.sampler import AVAI_SAMPLERS
 from torchreid.reid.optim.lr_scheduler import AVAI_SCH
 from torchreid.reid.optim.optimizer import AVAI_OPTIMS
 from torch import nn
@@ -116,6 +117,8 @@ LAYOUTS = {
 DARTS_SETTINGS = ("genotype", "init_channels", "layers", "global_pool", "feature_dim", "bnneck", "last_stride")
 CONFIG_FILE = "config.yaml"
 DIST_METRICS = ("euclidean", "cosine")  # torchreid.reid.metrics.compute_distance_matrix's
+# torchreid.reid.data.transforms.build_transforms' names; it skips any other without a word
+TRANSFORMS = ("random_flip", "random_crop", "random_patch", "color_jitter", "random_erase")
 # The DARTS trunk's total stride: its FactorizedReduce needs even maps down to the last reduction cell (also with
 # last_stride 1), so input height and width are multiples of 32.
 DARTS_STRIDE = 32
@@ -196,7 +199,8 @@ def load_config(path: Path, opts: list[str]) -> Config:
 
 def check_settings(cfg: Config) -> None:
     """Settings that torchreid takes but trips over only after training, before it saves anything (names, sizes,
-    dataset lists), and its optimizer, scheduler and distance names with the closest valid ones."""
+    dataset lists), and its optimizer, scheduler, distance, sampler and transform names with the closest valid ones
+    (an unknown transform torchreid would skip without a word)."""
     d, t, e = cfg["data"], cfg["train"], cfg["test"]
     for key in ("sources", "targets"):
         if not d[key] or not all(isinstance(name, str) for name in d[key]):
@@ -209,9 +213,11 @@ def check_settings(cfg: Config) -> None:
     if cfg["model"]["name"] in MODEL_FACTORY and (d["height"] % DARTS_STRIDE or d["width"] % DARTS_STRIDE):
         raise ConfigError(f"data.height and data.width must be multiples of {DARTS_STRIDE} for the DARTS models, "
                           f"got {d['height']}x{d['width']}")
-    names = {"train.optim": (t["optim"], AVAI_OPTIMS), "train.lr_scheduler": (t["lr_scheduler"], AVAI_SCH),
-             "test.dist_metric": (e["dist_metric"], DIST_METRICS)}
-    for key, (name, known) in names.items():
+    names = [("train.optim", t["optim"], AVAI_OPTIMS), ("train.lr_scheduler", t["lr_scheduler"], AVAI_SCH),
+             ("test.dist_metric", e["dist_metric"], DIST_METRICS),
+             *((f"sampler.{key}", cfg["sampler"][key], AVAI_SAMPLERS) for key in ("train_sampler", "train_sampler_t")),
+             *(("data.transforms", str(name).lower(), TRANSFORMS) for name in d["transforms"])]  # read lower-case
+    for key, name, known in names:
         if name not in known:
             raise ConfigError(unknown_name(key, name, known, ", ".join(known)))
     if e["visrank"] and not e["evaluate"]:
