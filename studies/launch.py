@@ -87,12 +87,11 @@ def _in_slurm(cell: Cell, out: Path) -> str | None:
     """Why a cell submitted to Slurm is left to its job; None when it was not, or when its job is gone: then this
     runner takes the cell over."""
     status = read_status(cell.folder)
-    if status.get("state") not in (QUEUED, RUNNING) or not status.get("job_id"):
-        return None
     if slurm_job_gone(out, status):
         write_status(cell.folder, job_id=None)
-        return None
-    return f"{status['state']} in Slurm as job {status['job_id']} (scancel it to run the cell here)"
+    elif status.get("state") in (QUEUED, RUNNING) and status.get("job_id"):
+        return f"{status['state']} in Slurm as job {status['job_id']} (scancel it to run the cell here)"
+    return None
 
 
 def blocked_reason(cell: Cell, submitted: dict[str, str]) -> str | None:

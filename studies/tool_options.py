@@ -9,6 +9,7 @@ must be a dotted Python name. Keys the study sets itself are refused, naming the
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import importlib.util
 import keyword
@@ -104,7 +105,7 @@ def _check_reid_key(task: Task, key: str, value: str | None) -> None:
     for part in reversed(key.split(".")):
         update = {part: update}
     try:
-        tool.merge(_copy(tool.DEFAULTS), update)
+        tool.merge(copy.deepcopy(tool.DEFAULTS), update)
     except tool.ConfigError as e:
         raise StudyError(f"{_where(task, key, value)}: {describe(e)}") from None
 
@@ -114,10 +115,6 @@ def _flat_keys(config: dict[str, Any], prefix: str = "") -> list[str]:
     for name, value in config.items():
         keys += _flat_keys(value, f"{prefix}{name}.") if isinstance(value, dict) else [prefix + name]
     return keys
-
-
-def _copy(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: _copy(v) if isinstance(v, dict) else v for k, v in config.items()}
 
 
 def _check_config_key(task: Task, key: str, value: str | None) -> None:
