@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from timm.utils import random_seed
 
-from pdarts_wild.cli import ToolParser
+from pdarts_wild.cli import ToolParser, range_problem
 from pdarts_wild.data import DataError
 from pdarts_wild.files import atomic_write
 from pdarts_wild.genotype import GenotypeError
@@ -170,20 +170,16 @@ def _new(config: argparse.Namespace, defaults: Defaults, run: dict[str, Any], de
 def _check(c: argparse.Namespace, device: torch.device) -> None:
     """One-line errors for settings that cannot work, before config.json is written (a run folder whose saved
     settings fail would fail again on --resume)."""
-    positive = {"--epochs": c.epochs, "--batch-size": c.batch_size, "--lr": c.lr, "--init-channels": c.init_channels,
-                "--layers": c.layers}
-    for flag, value in positive.items():
-        if value is not None and value <= 0:
-            raise TrainError(f"{flag} must be > 0, got {value}")
-    non_negative = {"--auxiliary-weight": c.auxiliary_weight, "--grad-clip": c.grad_clip, "--lr-min": c.lr_min,
-                    "--weight-decay": c.weight_decay, "--warmup-epochs": c.warmup_epochs, "--workers": c.workers}
-    for flag, value in non_negative.items():
-        if value < 0:
-            raise TrainError(f"{flag} must be >= 0, got {value}")
-    fractions = {"--drop-path": c.drop_path, "--label-smoothing": c.label_smoothing, "--momentum": c.momentum}
-    for flag, value in fractions.items():
-        if not 0 <= value < 1:
-            raise TrainError(f"{flag} must be in [0, 1), got {value}")
+    problem = range_problem(
+        positive={"--lr": c.lr},
+        non_negative={"--auxiliary-weight": c.auxiliary_weight, "--grad-clip": c.grad_clip, "--lr-min": c.lr_min,
+                      "--weight-decay": c.weight_decay},
+        fractions={"--drop-path": c.drop_path, "--label-smoothing": c.label_smoothing, "--momentum": c.momentum},
+        positive_counts={"--epochs": c.epochs, "--batch-size": c.batch_size, "--init-channels": c.init_channels,
+                         "--layers": c.layers},
+        counts={"--warmup-epochs": c.warmup_epochs, "--workers": c.workers})
+    if problem:
+        raise TrainError(problem)
     if not 0 <= c.seed < 2**32:  # numpy's seeds
         raise TrainError(f"--seed must be in [0, 2**32), got {c.seed}")
     if c.amp and device.type != "cuda":

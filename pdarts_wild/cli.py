@@ -2,11 +2,15 @@
 
 argparse prints the whole usage (30 lines for tools/search.py) before its message and suggests nothing for a typo;
 this parser names the closest choices of a bad value and the closest options of an unknown one instead.
+``range_problem`` is the range check of numeric settings that the search and the training tools share.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import re
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import NoReturn
 
 from .messages import MAX_LINE, closest, name_hint, one_line
@@ -15,6 +19,8 @@ from .messages import MAX_LINE, closest, name_hint, one_line
 INVALID_CHOICE = re.compile(r"^(?P<argument>argument [^:]+): invalid choice: (?P<value>.+?) "
                             r"\(choose from (?P<choices>.*)\)$")
 UNRECOGNIZED = "unrecognized arguments: "
+Settings = Mapping[str, float | None]  # flag -> value; None: left unset
+_NO_SETTINGS: Settings = MappingProxyType({})
 
 
 class ToolParser(argparse.ArgumentParser):
@@ -51,3 +57,24 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def range_problem(*, positive: Settings = _NO_SETTINGS, non_negative: Settings = _NO_SETTINGS,
+                  fractions: Settings = _NO_SETTINGS, positive_counts: Settings = _NO_SETTINGS,
+                  counts: Settings = _NO_SETTINGS) -> str | None:
+    """The first setting out of its range as ``--flag must be ..., got value``, or None; unset (None) ones pass.
+
+    Shared by the search's and the training tools' checks so that both refuse NaN and infinity: NaN fails every
+    comparison, so ``value <= 0`` let it through where ``not 0 < value < inf`` does not."""
+    ranges: list[tuple[Settings, str, Callable[[float], bool]]] = [
+        (positive, "finite and > 0", lambda v: 0 < v < math.inf),
+        (non_negative, "finite and >= 0", lambda v: 0 <= v < math.inf),
+        (fractions, "in [0, 1)", lambda v: 0 <= v < 1),
+        (positive_counts, "> 0", lambda v: v > 0),
+        (counts, ">= 0", lambda v: v >= 0),
+    ]
+    for values, wording, within in ranges:
+        for flag, value in values.items():
+            if value is not None and not within(value):
+                return f"{flag} must be {wording}, got {value}"
+    return None

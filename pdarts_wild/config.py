@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .cli import range_problem
 from .compiling import BACKENDS, COMPILE_MODES
 from .messages import one_line
 from .spaces import get_space
@@ -257,21 +257,14 @@ def _values(n: int) -> str:
 def _check_training(c: SearchConfig) -> None:
     """Optimizer, loader and seed settings: torch refuses some only once the run folder is written, and takes NaN
     or negative others (an SGD step with --lr nan, a cutout of -3) without a word."""
-    positive = {"--lr": c.lr, "--arch-lr": c.arch_lr, "--grad-clip": c.grad_clip}
-    for flag, value in positive.items():
-        if not 0 < value < math.inf:  # NaN fails every comparison
-            raise ConfigError(f"{flag} must be finite and > 0, got {value}")
-    non_negative = {"--lr-min": c.lr_min, "--weight-decay": c.weight_decay, "--arch-weight-decay": c.arch_weight_decay,
-                    "--arch-grad-clip": c.arch_grad_clip}
-    for flag, value in non_negative.items():
-        if not 0 <= value < math.inf:
-            raise ConfigError(f"{flag} must be finite and >= 0, got {value}")
-    counts = {"--cutout": c.cutout, "--workers": c.workers, "--skip-limit": 0 if c.skip_limit is None else c.skip_limit}
-    for flag, count in counts.items():
-        if count < 0:
-            raise ConfigError(f"{flag} must be >= 0, got {count}")
-    if not 0 <= c.momentum < 1:
-        raise ConfigError(f"--momentum must be in [0, 1), got {c.momentum}")
+    problem = range_problem(
+        positive={"--lr": c.lr, "--arch-lr": c.arch_lr, "--grad-clip": c.grad_clip},
+        non_negative={"--lr-min": c.lr_min, "--weight-decay": c.weight_decay,
+                      "--arch-weight-decay": c.arch_weight_decay, "--arch-grad-clip": c.arch_grad_clip},
+        fractions={"--momentum": c.momentum},
+        counts={"--cutout": c.cutout, "--workers": c.workers, "--skip-limit": c.skip_limit})
+    if problem:
+        raise ConfigError(problem)
     if c.nesterov and c.momentum == 0:
         raise ConfigError("--nesterov needs --momentum > 0 (torch's SGD takes no Nesterov step without momentum)")
     if not all(0 <= beta < 1 for beta in c.arch_betas):

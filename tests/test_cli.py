@@ -1,12 +1,13 @@
 """The tools' argument parser: a command-line mistake is one ``error:`` line with the closest names, exit code 2."""
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
 import pytest
 
-from pdarts_wild.cli import ToolParser
+from pdarts_wild.cli import ToolParser, range_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -55,3 +56,26 @@ def test_the_tools_use_it(capsys: pytest.CaptureFixture[str]) -> None:
             main(argv)
         assert stop.value.code == 2
         assert capsys.readouterr().err == f"error: {message}\n"
+
+
+@pytest.mark.parametrize("ranges, problem", [
+    ({"positive": {"--lr": math.nan}}, "--lr must be finite and > 0, got nan"),
+    ({"positive": {"--lr": math.inf}}, "--lr must be finite and > 0, got inf"),
+    ({"positive": {"--lr": 0.0}}, "--lr must be finite and > 0, got 0.0"),
+    ({"non_negative": {"--wd": math.nan}}, "--wd must be finite and >= 0, got nan"),
+    ({"non_negative": {"--wd": math.inf}}, "--wd must be finite and >= 0, got inf"),
+    ({"non_negative": {"--wd": -1.0}}, "--wd must be finite and >= 0, got -1.0"),
+    ({"fractions": {"--momentum": math.nan}}, "--momentum must be in [0, 1), got nan"),
+    ({"fractions": {"--momentum": 1.0}}, "--momentum must be in [0, 1), got 1.0"),
+    ({"positive_counts": {"--epochs": 0}}, "--epochs must be > 0, got 0"),
+    ({"counts": {"--workers": -1}}, "--workers must be >= 0, got -1"),
+    ({"positive": {"--lr": 0.1, "--arch-lr": -1.0}, "counts": {"--workers": -1}},
+     "--arch-lr must be finite and > 0, got -1.0"),  # the first problem only
+    ({"positive": {"--lr": None}, "non_negative": {"--wd": None}, "fractions": {"--momentum": None},
+      "positive_counts": {"--epochs": None}, "counts": {"--workers": None}}, None),  # unset settings pass
+    ({"positive": {"--lr": 1e-9}, "non_negative": {"--wd": 0.0}, "fractions": {"--momentum": 0.0},
+      "positive_counts": {"--epochs": 1}, "counts": {"--workers": 0}}, None),  # the edges inside the ranges
+])
+def test_range_problem_refuses_nan_and_infinity(ranges: dict, problem: str | None) -> None:
+    """The one range check of the search's and the training tools' settings."""
+    assert range_problem(**ranges) == problem
