@@ -1,18 +1,28 @@
-"""torchreid's image engines, keeping each test's CMC curve and mAP as numbers (tools/train_reid.py's metrics.json).
+"""torchreid's image engines, keeping each test's CMC curve and mAP as numbers (tools/train_reid.py's metrics.json)
+and writing checkpoints atomically.
 
 torchreid's ``Engine._evaluate`` computes both with ``torchreid.reid.metrics.evaluate_rank`` but returns only
 rank-1 and mAP, and prints the rest. :class:`RecordedEvaluation` runs that same code and keeps what
 ``evaluate_rank`` returned, per target data set, in ``engine.results``.
+
+torchreid's ``save_checkpoint`` writes ``model.pth.tar-N`` with a plain ``torch.save``: a kill during the write
+leaves a torn file for a later ``model.resume``. :class:`AtomicCheckpoints` runs torchreid's ``save_model`` with
+its file writes going through :func:`pdarts_wild.search.atomic_save`.
 """
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torchreid.reid import metrics as reid_metrics
 from torchreid.reid.engine import ImageSoftmaxEngine, ImageTripletEngine
+
+from pdarts_wild.search import atomic_save
 
 
 @contextlib.contextmanager
@@ -52,9 +62,36 @@ class RecordedEvaluation:
         return rank1, mean_ap
 
 
-class SoftmaxEngine(RecordedEvaluation, ImageSoftmaxEngine):
-    """torchreid's ``ImageSoftmaxEngine`` with :class:`RecordedEvaluation`."""
+@contextlib.contextmanager
+def _atomic_torch_save() -> Iterator[None]:
+    """While open, ``torch.save`` to a path (what torchreid's ``save_checkpoint`` does) is :func:`atomic_save`;
+    its own ``torch.save`` into memory reaches the real one."""
+    save = torch.save
+
+    def atomic(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        if isinstance(f, (str, os.PathLike)) and not (args or kwargs):
+            atomic_save(obj, Path(f))
+        else:
+            save(obj, f, *args, **kwargs)
+
+    torch.save = atomic
+    try:
+        yield
+    finally:
+        torch.save = save
 
 
-class TripletEngine(RecordedEvaluation, ImageTripletEngine):
-    """torchreid's ``ImageTripletEngine`` with :class:`RecordedEvaluation`."""
+class AtomicCheckpoints:
+    """Mixin over a torchreid ``Engine``: each ``model.pth.tar-N`` holds either nothing or the whole checkpoint."""
+
+    def save_model(self, *args: Any, **kwargs: Any) -> None:
+        with _atomic_torch_save():
+            super().save_model(*args, **kwargs)  # type: ignore[misc]
+
+
+class SoftmaxEngine(RecordedEvaluation, AtomicCheckpoints, ImageSoftmaxEngine):
+    """torchreid's ``ImageSoftmaxEngine`` with :class:`RecordedEvaluation` and :class:`AtomicCheckpoints`."""
+
+
+class TripletEngine(RecordedEvaluation, AtomicCheckpoints, ImageTripletEngine):
+    """torchreid's ``ImageTripletEngine`` with :class:`RecordedEvaluation` and :class:`AtomicCheckpoints`."""

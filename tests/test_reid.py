@@ -19,6 +19,7 @@ import timm
 import torch
 import torchreid
 from datagen import write_dukemtmcreid, write_market1501, write_msmt17
+from kill_at import run_killed
 from torchreid.reid.utils import load_checkpoint
 
 import backbones  # noqa: F401  (timm models)
@@ -296,6 +297,32 @@ def test_triplet_on_msmt17_resumes_and_tests_on_dukemtmcreid(reid_root: Path, tm
     code, _ = run_tool(*base, "train.max_epoch", "3", "model.resume", str(save / "model" / "model.pth.tar-2"),
                        "model.genotype", "DARTS_V1")
     assert code == 2 and "holds a run of another model or genotype" in capsys.readouterr().err
+    # An older checkpoint: torchreid would train epoch 2 again and save it over model.pth.tar-2.
+    code, _ = run_tool(*base, "train.max_epoch", "3", "model.resume", str(save / "model" / "model.pth.tar-1"))
+    assert code == 2 and contents(save) == before
+    assert capsys.readouterr().err.strip() == ("error: model.resume would overwrite later checkpoints: set a new "
+                                               f"data.save_dir, or resume from {save / 'model' / 'model.pth.tar-2'}")
+
+
+def test_a_kill_while_saving_leaves_no_torn_checkpoint(reid_root: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    """Killed while torchreid writes epoch 2's checkpoint: epoch 1's is whole and no model.pth.tar-2 exists, only its
+    torn temporary file, which model.resume refuses in one line; the run resumes from epoch 1."""
+    save = tmp_path / "run"
+    base = ["--config", str(CONFIGS / "market1501_softmax.yaml"), "--root", str(reid_root), *TINY_OPTS,
+            "data.save_dir", str(save), "train.max_epoch", "2", "test.eval_freq", "1"]
+    run_killed("train_reid.py", [(base, "save:model.pth.tar-2.tmp:1")], cwd=tmp_path)
+    first, torn = save / "model" / "model.pth.tar-1", save / "model" / "model.pth.tar-2.tmp"
+    assert sorted(p.name for p in (save / "model").iterdir()) == [first.name, torn.name]
+    assert load_checkpoint(str(first))["epoch"] == 1
+    assert run_tool(*base, "model.resume", str(torn))[0] == 2
+    err = capsys.readouterr().err.strip()  # then torch's reason, which its versions word differently
+    assert err.startswith(f"error: {torn} is truncated, corrupt or no PyTorch torchreid checkpoint (")
+    assert "\n" not in err
+    code, output = run_tool(*base, "model.resume", str(first))
+    assert code == 0, output[-2000:]
+    assert sorted(p.name for p in (save / "model").iterdir()) == [first.name, "model.pth.tar-2"]
+    assert load_checkpoint(str(save / "model" / "model.pth.tar-2"))["epoch"] == 2
 
 
 @pytest.mark.parametrize("flags,opts,message", [
@@ -321,6 +348,12 @@ def test_triplet_on_msmt17_resumes_and_tests_on_dukemtmcreid(reid_root: Path, tm
     ([], ["data.height", "-64"], "data.height must be >= 1, got -64"),
     ([], ["train.batch_size", "0"], "train.batch_size must be >= 1, got 0"),
     ([], ["train.max_epoch", "0"], "train.max_epoch must be >= 1, got 0"),
+    # torchreid would print cmc[-1] as rank 0, or crash on a rank past its CMC after training, the checkpoint unsaved
+    *(([], ["test.ranks", ranks], f"test.ranks must be increasing whole numbers from 1 to 50 (torchreid's CMC stops "
+                                  f"there), got {ranks}")
+      for ranks in ("[0, 1]", "[1, -5]", "[5, 1]", "[1, 1]", "[1, 51]")),
+    ([], ["test.ranks", "[1, 20]"], "test.ranks go up to 20, but the market1501 gallery holds 16 images (its CMC stops "
+                                    "at rank 16): lower test.ranks"),
 ])
 def test_user_errors(reid_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture, flags: list[str],
                      opts: list[str], message: str) -> None:

@@ -10,7 +10,8 @@ rank-5 and mAP of each target, from torchreid's own evaluation) to ``data.save_d
 ``data.save_dir`` left empty: log/MODEL[-GENOTYPE]-SOURCES-LOSS-TIME (GENOTYPE when model.genotype is given:
 its registry name, its search folder, or 'custom'), log/MODEL[-GENOTYPE]-test-TARGETS-TIME with --test-only,
 and with model.resume the folder of the checkpoint's run. A save_dir that holds a run (config.yaml) is
-refused, except to resume the same model in it (not a finished one), as is any other folder that is not empty.
+refused, except to resume the same model in it from its latest checkpoint (not a finished one), as is any other
+folder that is not empty. Checkpoints are written atomically: a kill leaves no torn model.pth.tar-N.
 
 Models: the DARTS ones (pdarts_reid, darts_v2_reid, ...; the model.genotype/init_channels/... settings), or
 torchreid's own by name: the baselines resnet50 and mobilenetv2_x1_0 load a timm ImageNet checkpoint
@@ -31,7 +32,9 @@ import argparse
 import ast
 import contextlib
 import copy
+import inspect
 import io
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -42,6 +45,7 @@ import torch
 import yaml
 from torchreid.reid import data as reid_data
 from torchreid.reid import engine as reid_engine
+from torchreid.reid import metrics as reid_metrics
 from torchreid.reid import models as reid_models
 from torchreid.reid import optim as reid_optim
 from torchreid.reid import utils as reid_utils
@@ -122,6 +126,9 @@ TRANSFORMS = ("random_flip", "random_crop", "random_patch", "color_jitter", "ran
 # The DARTS trunk's total stride: its FactorizedReduce needs even maps down to the last reduction cell (also with
 # last_stride 1), so input height and width are multiples of 32.
 DARTS_STRIDE = 32
+# The highest CMC rank torchreid computes: Engine._evaluate leaves evaluate_rank's max_rank at its default.
+MAX_RANK: int = inspect.signature(reid_metrics.evaluate_rank).parameters["max_rank"].default
+CHECKPOINT_NAME = re.compile(r"model\.pth\.tar-(\d+)")  # torchreid's save_checkpoint, in SAVE_DIR/model/
 
 
 class ConfigError(ValueError):
@@ -199,8 +206,9 @@ def load_config(path: Path, opts: list[str]) -> Config:
 
 def check_settings(cfg: Config) -> None:
     """Settings that torchreid takes but trips over only after training, before it saves anything (names, sizes,
-    dataset lists), and its optimizer, scheduler, distance, sampler and transform names with the closest valid ones
-    (an unknown transform torchreid would skip without a word)."""
+    dataset lists, CMC ranks past its last), and its optimizer, scheduler, distance, sampler and transform names with
+    the closest valid ones (an unknown transform torchreid would skip without a word, a rank of 0 or less it would
+    print as another rank's value)."""
     d, t, e = cfg["data"], cfg["train"], cfg["test"]
     for key in ("sources", "targets"):
         if not d[key] or not all(isinstance(name, str) for name in d[key]):
@@ -220,6 +228,10 @@ def check_settings(cfg: Config) -> None:
     for key, name, known in names:
         if name not in known:
             raise ConfigError(unknown_name(key, name, known, ", ".join(known)))
+    ranks = e["ranks"]
+    if not all(type(r) is int and 1 <= r <= MAX_RANK for r in ranks) or ranks != sorted(set(ranks)):
+        raise ConfigError(f"test.ranks must be increasing whole numbers from 1 to {MAX_RANK} (torchreid's CMC stops "
+                          f"there), got {ranks!r}")
     if e["visrank"] and not e["evaluate"]:
         raise ConfigError("test.visrank True only works with --test-only (torchreid draws the ranks of tested weights)")
 
@@ -263,6 +275,17 @@ def build_datamanager(cfg: Config) -> reid_data.ImageDataManager:
         names = ", ".join(dict.fromkeys(d["sources"] + d["targets"]))
         hints = "; ".join(missing_hint(Path(d["root"]).expanduser(), n) for n in dict.fromkeys(d["sources"] + d["targets"]))
         raise ConfigError(f"cannot read dataset(s) {names}: {e or type(e).__name__}; {hints}") from e
+
+
+def check_ranks(cfg: Config, datamanager: reid_data.ImageDataManager) -> None:
+    """torchreid's CMC of a target stops at its gallery's size: a higher rank in ``test.ranks`` would crash the
+    target's first test, after the epochs before it, with their checkpoint unsaved."""
+    top = max(cfg["test"]["ranks"], default=0)
+    for target in cfg["data"]["targets"]:
+        gallery = len(datamanager.fetch_test_loaders(target)[1])
+        if top > gallery:
+            raise ConfigError(f"test.ranks go up to {top}, but the {target} gallery holds {gallery} images (its CMC "
+                              f"stops at rank {gallery}): lower test.ranks")
 
 
 def check_model(cfg: Config) -> None:
@@ -338,6 +361,11 @@ def build_engine(cfg: Config, datamanager: reid_data.ImageDataManager, model: nn
             # torchreid would skip training and save these weights again as epoch 1, over model.pth.tar-1
             raise ConfigError(f"model.resume {path} is already finished (epoch {t['start_epoch']} of "
                               f"{t['max_epoch']}): raise train.max_epoch to train on")
+        latest = latest_checkpoint(Path(cfg["data"]["save_dir"]))
+        if latest and latest[0] > t["start_epoch"] and not cfg["test"]["evaluate"]:
+            # torchreid would train on from the older one and save its epochs over the later checkpoints
+            raise ConfigError(f"model.resume would overwrite later checkpoints: set a new data.save_dir, or resume "
+                              f"from {latest[1]}")
     loss = cfg["loss"]
     label_smooth = loss["softmax"]["label_smooth"]
     if loss["name"] == "softmax":
@@ -387,6 +415,7 @@ def build(cfg: Config) -> Job:
             raise ConfigError(f"model.{key}: checkpoint {cfg['model'][key]!r} not found")
     check_model(cfg)
     datamanager = build_datamanager(cfg)
+    check_ranks(cfg, datamanager)
     # weights to test or resume replace the whole trunk: its ImageNet checkpoint would be read for nothing
     from_checkpoint = bool(cfg["model"]["load_weights"] or cfg["model"]["resume"])
     model = build_model(cfg, datamanager.num_train_pids, pretrained=False if from_checkpoint else None)
@@ -439,6 +468,14 @@ def run_folder(cfg: Config) -> Path:
     label = f"-{genotype_label(m['genotype'])}" if m["genotype"] else ""
     what = f"test-{'+'.join(d['targets'])}" if cfg["test"]["evaluate"] else f"{'+'.join(d['sources'])}-{cfg['loss']['name']}"
     return Path("log") / f"{m['name']}{label}-{what}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def latest_checkpoint(save_dir: Path) -> tuple[int, Path] | None:
+    """The epoch and path of the last checkpoint torchreid saved in ``save_dir`` (None before the first): a run
+    resumed from an earlier epoch would save its own epochs under the same names."""
+    saved = [(int(found[1]), path) for path in (save_dir / "model").glob("model.pth.tar-*")
+             if (found := CHECKPOINT_NAME.fullmatch(path.name))]
+    return max(saved, default=None)
 
 
 def check_run_folder(folder: Path, cfg: Config) -> None:
