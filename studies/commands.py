@@ -135,7 +135,7 @@ def _reid(cell: Cell, s: TaskSettings, data: dict[str, Path], env: Env) -> tuple
         *one_device,
         f"if [ ! -e {RUN}/metrics.json ]; then",
         "  resume=()",
-        f"  last=$(ls -v {RUN}/model/model.pth.tar-* 2>/dev/null | tail -n 1 || true)",
+        f"  last=$(ls -v {RUN}/model/model.pth.tar-* 2>/dev/null | grep -E -- '-[0-9]+$' | tail -n 1 || true)",
         '  if [ -n "$last" ]; then resume=(model.resume "$last")  # interrupted: continue from its last checkpoint',
         f'  elif [ -e {RUN} ]; then  # nothing to resume: kept aside',
         f'    mv {RUN} "{RUN}.attempt-$(date +%Y%m%d-%H%M%S)"',

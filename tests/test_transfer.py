@@ -296,6 +296,13 @@ def test_dry_run_writes_the_papers_commands(data_root: Path, tmp_path: Path) -> 
     assert "retinanet_r50_fpn_1x_coco.py" in baseline and "init_channels" not in baseline
     reid = (out / "resnet50/market1501/command.sh").read_text()
     assert "one device" in reid and "model.name resnet50" in reid and "train.max_epoch 60" in reid
+    model = tmp_path / "cell/run/model"  # a kill while torchreid wrote epoch 11 left its temporary file
+    model.mkdir(parents=True)
+    for name in ("model.pth.tar-1", "model.pth.tar-2", "model.pth.tar-10", "model.pth.tar-11.tmp"):
+        (model / name).touch()
+    pick = next(line for line in reid.splitlines() if "last=$(" in line)
+    picked = subprocess.run(["bash", "-c", f'{pick}; echo "$last"'], cwd=model.parents[1], capture_output=True, text=True)
+    assert picked.stdout == "run/model/model.pth.tar-10\n"
     assert {state(out, f"{r}/{t}")["state"] for r in ("PDARTS", "resnet50") for t in ("imagenet", "market1501")} == {
         "pending"}
     assert not list(out.glob("*/*/run"))
